@@ -1,0 +1,117 @@
+/**
+ * Single-part cryptographic operations on token keys.
+ *
+ * Each operation holds one pooled session from its *Init to its final call. `slow` operations (RSA
+ * private-key work, key generation) run on pkcs11js' worker threads so the event loop stays free;
+ * fast ones run synchronously on an idle session, which costs less than the thread hop.
+ * Temporary objects (derived secrets, wrap/unwrap carriers) are destroyed before the session goes
+ * back to the pool, whatever happens.
+ */
+import type * as pkcs11 from "pkcs11js";
+import { decode, readAttributes, type Template } from "./attributes.js";
+import { tokenError } from "./ckr.js";
+import { CKA, CKK, CKO, mechanismName } from "./constants.js";
+import type { TokenKey } from "./token-key.js";
+
+export type Mechanism = pkcs11.Mechanism;
+
+/** pkcs11js passes NULL for an empty Buffer; a zero-length view of a real buffer is not NULL. */
+const EMPTY = Buffer.alloc(1).subarray(0, 0);
+
+export function bytes(data: ArrayBuffer | ArrayBufferView): Buffer {
+  const b = ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
+  return b.length === 0 ? EMPTY : b;
+}
+
+function run<T>(key: TokenKey, slow: boolean, what: string, fn: (lib: pkcs11.PKCS11, session: pkcs11.Handle, handle: pkcs11.Handle) => T | Promise<T>): Promise<T> {
+  const token = key.token;
+  const body = (session: pkcs11.Handle) => fn(token.lib, session, key.handle(session));
+  const wrapped = slow ? token.withSession(body) : token.withSessionFast(body as (s: pkcs11.Handle) => T);
+  return wrapped.catch((error: unknown) => {
+    throw tokenError(error, `${what} with ${key.describe()}`);
+  });
+}
+
+export function sign(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
+  return run(key, slow, `C_Sign (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+    lib.C_SignInit(session, mechanism, handle);
+    const out = Buffer.alloc(outLength);
+    return slow ? lib.C_SignAsync(session, data, out) : lib.C_Sign(session, data, out);
+  });
+}
+
+export function verify(key: TokenKey, mechanism: Mechanism, data: Buffer, signature: Buffer): Promise<boolean> {
+  return run(key, false, `C_Verify (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+    lib.C_VerifyInit(session, mechanism, handle);
+    return lib.C_Verify(session, data, signature.length ? signature : EMPTY);
+  });
+}
+
+export function encrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
+  return run(key, slow, `C_Encrypt (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+    lib.C_EncryptInit(session, mechanism, handle);
+    const out = Buffer.alloc(Math.max(outLength, 1));
+    return slow ? lib.C_EncryptAsync(session, data, out) : lib.C_Encrypt(session, data, out);
+  });
+}
+
+export function decrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
+  return run(key, slow, `C_Decrypt (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+    lib.C_DecryptInit(session, mechanism, handle);
+    const out = Buffer.alloc(Math.max(outLength, 1));
+    return slow ? lib.C_DecryptAsync(session, data, out) : lib.C_Decrypt(session, data, out);
+  });
+}
+
+/** Template of a throwaway secret whose value may be read: a session object, never on the token. */
+function carrierTemplate(extra: Template = []): Template {
+  return [
+    { type: CKA.CLASS, value: CKO.SECRET_KEY },
+    { type: CKA.KEY_TYPE, value: CKK.GENERIC_SECRET },
+    { type: CKA.TOKEN, value: false },
+    { type: CKA.PRIVATE, value: true },
+    { type: CKA.SENSITIVE, value: false },
+    { type: CKA.EXTRACTABLE, value: true },
+    ...extra,
+  ];
+}
+
+function readValueAndDestroy(lib: pkcs11.PKCS11, session: pkcs11.Handle, object: pkcs11.Handle): Buffer {
+  try {
+    const value = readAttributes(lib, session, object, [CKA.VALUE]).get(CKA.VALUE);
+    if (!value) throw new Error("the token did not reveal the value of a non-sensitive carrier object");
+    return Buffer.from(value);
+  } finally {
+    lib.C_DestroyObject(session, object);
+  }
+}
+
+/** Derive `length` bytes (e.g. ECDH's shared secret) and return them; the derived object is destroyed. */
+export function deriveSecret(key: TokenKey, mechanism: Mechanism, length: number): Promise<Buffer> {
+  return run(key, false, `C_DeriveKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+    const derived = lib.C_DeriveKey(session, mechanism, handle, carrierTemplate([{ type: CKA.VALUE_LEN, value: length }]));
+    return readValueAndDestroy(lib, session, derived);
+  });
+}
+
+/** Wrap raw key bytes with a token key (C_WrapKey over a throwaway carrier object). */
+export function wrapBytes(key: TokenKey, mechanism: Mechanism, keyBytes: Buffer): Promise<Buffer> {
+  return run(key, false, `C_WrapKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+    const carrier = lib.C_CreateObject(session, carrierTemplate([{ type: CKA.VALUE, value: keyBytes }]));
+    try {
+      return lib.C_WrapKey(session, mechanism, handle, carrier, Buffer.alloc(keyBytes.length + 64));
+    } finally {
+      lib.C_DestroyObject(session, carrier);
+    }
+  });
+}
+
+/** Unwrap with a token key into a throwaway carrier and return its bytes. */
+export function unwrapBytes(key: TokenKey, mechanism: Mechanism, wrapped: Buffer): Promise<Buffer> {
+  return run(key, false, `C_UnwrapKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+    const carrier = lib.C_UnwrapKey(session, mechanism, handle, wrapped, carrierTemplate());
+    return readValueAndDestroy(lib, session, carrier);
+  });
+}
+
+export { decode };

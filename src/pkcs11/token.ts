@@ -1,0 +1,243 @@
+/**
+ * An open token: its module reference, slot, login state, mechanism list and session pool.
+ *
+ * Invariants:
+ * - The mechanism list is read once, at open.
+ * - An anchor session stays open while the token is open: PKCS#11 login state and session objects
+ *   live as long as some session of the application does. It is used only on the main thread for
+ *   login and for creating session objects, never lent to the pool.
+ * - The PIN is kept (for re-login after a lost session) in a WeakMap, never on the object, so
+ *   `util.inspect` and JSON of a Token cannot show it.
+ * - A failure that means "session or login lost" is recovered once: reopen, log in again, bump
+ *   `generation` (object handles cached under an older generation are looked up again), retry.
+ *   A wrong or locked PIN is never retried.
+ */
+import type * as pkcs11 from "pkcs11js";
+import { LoginError, SessionError } from "../errors.js";
+import { ckrOf, SESSION_LOST, tokenError } from "./ckr.js";
+import { acquireModule, type LoadedModule } from "./module.js";
+import { SessionPool, type PoolStats } from "./pool.js";
+import { describeSelector, findToken, type TokenSelector } from "./slot.js";
+
+const CKU_USER = 1;
+const CKF_LOGIN_REQUIRED = 0x4;
+
+export interface TokenOpenOptions {
+  module: string;
+  libraryParameters?: string;
+  selector: TokenSelector;
+  pin?: string;
+  maxSessions?: number;
+}
+
+const pins = new WeakMap<Token, string>();
+
+export class Token {
+  readonly module: LoadedModule;
+  readonly slot: pkcs11.Handle;
+  readonly slotId: number;
+  readonly label: string;
+  readonly serial: string;
+  readonly manufacturer: string;
+  readonly model: string;
+  readonly loginRequired: boolean;
+  readonly mechanisms: ReadonlySet<number>;
+  readonly pool: SessionPool;
+  /** Bumped on every recovery; object handles cached under another generation are stale. */
+  generation = 0;
+  #anchor: pkcs11.Handle | undefined;
+  #closed = false;
+  #recovering: Promise<void> | undefined;
+  #anchorQueue: Promise<unknown> = Promise.resolve();
+
+  private constructor(module: LoadedModule, selector: TokenSelector, options: TokenOpenOptions) {
+    this.module = module;
+    const match = findToken(module, selector);
+    this.slot = match.slot;
+    this.slotId = match.slotId;
+    this.label = match.info.label;
+    this.serial = match.info.serialNumber;
+    this.manufacturer = match.info.manufacturerID.trim();
+    this.model = match.info.model.trim();
+    this.loginRequired = (match.info.flags & CKF_LOGIN_REQUIRED) !== 0;
+    this.mechanisms = new Set(this.#call(() => module.lib.C_GetMechanismList(this.slot), "C_GetMechanismList"));
+    this.pool = new SessionPool(module.lib, this.slot, this.describe(), { maxSessions: options.maxSessions });
+  }
+
+  /** Load the module, find the token, open the anchor session and log in. */
+  static open(options: TokenOpenOptions): Token {
+    const module = acquireModule({ path: options.module, libraryParameters: options.libraryParameters });
+    let token: Token | undefined;
+    try {
+      token = new Token(module, options.selector, options);
+      if (options.pin !== undefined) pins.set(token, options.pin);
+      token.#openAnchor();
+      return token;
+    } catch (error) {
+      if (token) token.close();
+      else module.release();
+      throw error;
+    }
+  }
+
+  get lib(): pkcs11.PKCS11 {
+    return this.module.lib;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  describe(): string {
+    return `token '${this.label}'`;
+  }
+
+  has(mechanism: number): boolean {
+    return this.mechanisms.has(mechanism);
+  }
+
+  /** The anchor session, for login and creating session objects (main thread, synchronous use only). */
+  get anchor(): pkcs11.Handle {
+    this.assertOpen();
+    if (!this.#anchor) throw new SessionError(`${this.describe()} has no open session`);
+    return this.#anchor;
+  }
+
+  /**
+   * Run `fn` on the anchor session, one call at a time. Session objects (ephemeral keys) are created
+   * here because they live as long as the session that made it, and the anchor lives as long as
+   * the token is open.
+   */
+  withAnchor<T>(fn: (session: pkcs11.Handle) => T | Promise<T>): Promise<T> {
+    const next = this.#anchorQueue.then(() => fn(this.anchor));
+    this.#anchorQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  assertOpen(): void {
+    if (this.#closed) throw new SessionError(`${this.describe()} is closed`, "ERR_HSM_CLOSED");
+  }
+
+  #openAnchor(): void {
+    this.#anchor = this.pool.openSession();
+    this.#login();
+  }
+
+  #login(): void {
+    if (!this.loginRequired) return;
+    const pin = pins.get(this);
+    if (pin === undefined) {
+      throw new LoginError(`${this.describe()} requires a PIN: give option \`pin\`, HSMKEY_PIN or HSMKEY_PIN_FILE`);
+    }
+    try {
+      this.lib.C_Login(this.#anchor!, CKU_USER, pin);
+    } catch (error) {
+      if (ckrOf(error) === "CKR_USER_ALREADY_LOGGED_IN") return;
+      const wrapped = tokenError(error, `Login to ${this.describe()}`);
+      if (wrapped instanceof LoginError) throw wrapped;
+      throw new LoginError(wrapped.message, "ERR_HSM_LOGIN", { ckr: wrapped.ckr, cause: error });
+    }
+  }
+
+  /** Whether an error means our sessions or login are gone (worth one recovery). */
+  isLost(error: unknown): boolean {
+    const ckr = ckrOf(error) ?? (error as { ckr?: string } | undefined)?.ckr;
+    return ckr !== undefined && SESSION_LOST.has(ckr);
+  }
+
+  /**
+   * Reopen the anchor session and log in again after a lost session. Concurrent callers share one
+   * recovery.
+   */
+  recover(): Promise<void> {
+    this.assertOpen();
+    this.#recovering ??= Promise.resolve()
+      .then(() => {
+        this.pool.drainIdle();
+        if (this.#anchor) {
+          try {
+            this.lib.C_CloseSession(this.#anchor);
+          } catch {
+            // already gone
+          }
+          this.#anchor = undefined;
+        }
+        this.generation++;
+        this.#openAnchor();
+      })
+      .finally(() => {
+        this.#recovering = undefined;
+      });
+    return this.#recovering;
+  }
+
+  /**
+   * Run `fn` with a pooled session. If the token reports a lost session or login, recover and run
+   * it once more. `fn` must look object handles up through the current generation.
+   */
+  async withSession<T>(fn: (session: pkcs11.Handle) => T | Promise<T>): Promise<T> {
+    this.assertOpen();
+    try {
+      return await this.pool.use(fn);
+    } catch (error) {
+      if (this.#closed || !this.isLost(error)) throw error;
+      await this.recover();
+      return await this.pool.use(fn);
+    }
+  }
+
+  /**
+   * Run a fast `fn` synchronously on an idle session when one is free (no promise hop), else
+   * through `withSession`.
+   */
+  withSessionFast<T>(fn: (session: pkcs11.Handle) => T): Promise<T> {
+    this.assertOpen();
+    let done: { value: T } | undefined;
+    try {
+      done = this.pool.trySync(fn);
+    } catch (error) {
+      if (this.#closed || !this.isLost(error)) return Promise.reject(error);
+      return this.recover().then(() => this.pool.use(fn));
+    }
+    return done ? Promise.resolve(done.value) : this.withSession(fn);
+  }
+
+  stats(): PoolStats {
+    return this.pool.stats();
+  }
+
+  /** Close every session and release the module (finalized when its last user releases it). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.pool.close();
+    if (this.#anchor) {
+      try {
+        this.lib.C_CloseSession(this.#anchor);
+      } catch {
+        // already gone
+      }
+      this.#anchor = undefined;
+    }
+    pins.delete(this);
+    this.module.release();
+  }
+
+  #call<T>(fn: () => T, what: string): T {
+    try {
+      return fn();
+    } catch (error) {
+      throw tokenError(error, `${what} on ${this.describe()}`);
+    }
+  }
+
+  toJSON(): object {
+    return { module: this.module.path, token: this.label, serial: this.serial, slotId: this.slotId };
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `Token { module: '${this.module.path}', label: '${this.label}', serial: '${this.serial}', slotId: ${this.slotId}${this.#closed ? ", closed" : ""} }`;
+  }
+}
+
+export { describeSelector };

@@ -1,0 +1,126 @@
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ModuleLoadError } from "../src/errors.js";
+import { embeddedHome, ensureEmbeddedToken, findSoftHsmModule, type EmbeddedToken } from "../src/pkcs11/embedded.js";
+import { acquireModule, loadedModules } from "../src/pkcs11/module.js";
+
+const CKF_TOKEN_INITIALIZED = 0x400;
+const CKF_SERIAL_SESSION = 4;
+const CKU_USER = 1;
+
+let home: string;
+let savedHome: string | undefined;
+let savedConf: string | undefined;
+let first: EmbeddedToken;
+
+before(() => {
+  savedHome = process.env.HSMKEY_HOME;
+  savedConf = process.env.SOFTHSM2_CONF;
+  home = mkdtempSync(join(tmpdir(), "hsmkey-embedded-"));
+  process.env.HSMKEY_HOME = home;
+});
+
+after(() => {
+  if (savedHome === undefined) delete process.env.HSMKEY_HOME;
+  else process.env.HSMKEY_HOME = savedHome;
+  if (savedConf === undefined) delete process.env.SOFTHSM2_CONF;
+  else process.env.SOFTHSM2_CONF = savedConf;
+  rmSync(home, { recursive: true, force: true });
+});
+
+test("SoftHSM2 is installed for the tests", () => {
+  assert.ok(findSoftHsmModule(), "no SoftHSM2 module found");
+});
+
+test("embeddedHome follows HSMKEY_HOME", () => {
+  assert.equal(embeddedHome(), home);
+});
+
+test("first call creates the token, PIN files and configuration", () => {
+  first = ensureEmbeddedToken();
+  assert.equal(first.created, true);
+  assert.equal(first.home, home);
+  assert.equal(first.token, "hsmkey-dev");
+  assert.match(first.pin, /^[0-9a-f]{16}$/);
+  assert.equal(first.module, findSoftHsmModule());
+  assert.equal(first.configPath, join(home, "softhsm2.conf"));
+  assert.equal(process.env.SOFTHSM2_CONF, first.configPath);
+
+  assert.equal(statSync(home).mode & 0o777, 0o700);
+  assert.equal(statSync(join(home, "user.pin")).mode & 0o777, 0o600);
+  assert.equal(statSync(join(home, "so.pin")).mode & 0o777, 0o600);
+  assert.equal(readFileSync(join(home, "user.pin"), "utf8").trim(), first.pin);
+  const soPin = readFileSync(join(home, "so.pin"), "utf8").trim();
+  assert.match(soPin, /^[0-9a-f]{16}$/);
+  assert.notEqual(soPin, first.pin);
+
+  const conf = readFileSync(first.configPath, "utf8");
+  assert.match(conf, new RegExp(`^directories\\.tokendir = ${join(home, "tokens").replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"));
+  assert.match(conf, /^objectstore\.backend = file$/m);
+  assert.match(readFileSync(join(home, "README.txt"), "utf8"), /not an HSM/);
+  assert.deepEqual(loadedModules(), [], "ensureEmbeddedToken must release the module");
+});
+
+test("second call finds the token: created=false, same PIN", () => {
+  const second = ensureEmbeddedToken();
+  assert.equal(second.created, false);
+  assert.equal(second.pin, first.pin);
+  assert.equal(second.token, first.token);
+  assert.deepEqual(loadedModules(), []);
+});
+
+test("the token is visible with its label and the stored PIN logs in", () => {
+  const loaded = acquireModule({ path: first.module });
+  try {
+    const lib = loaded.lib;
+    const slots = lib.C_GetSlotList(true).filter((slot) => {
+      const info = lib.C_GetTokenInfo(slot);
+      return (info.flags & CKF_TOKEN_INITIALIZED) !== 0 && info.label.trim() === "hsmkey-dev";
+    });
+    assert.equal(slots.length, 1, "exactly one embedded token");
+    const info = lib.C_GetTokenInfo(slots[0]!);
+    assert.equal(info.label, "hsmkey-dev".padEnd(32, " "));
+    const session = lib.C_OpenSession(slots[0]!, CKF_SERIAL_SESSION);
+    try {
+      lib.C_Login(session, CKU_USER, first.pin);
+      lib.C_Logout(session);
+      assert.throws(() => lib.C_Login(session, CKU_USER, "0000000000000000"), /CKR_PIN_INCORRECT/);
+    } finally {
+      lib.C_CloseSession(session);
+    }
+  } finally {
+    loaded.release();
+  }
+  assert.deepEqual(loadedModules(), []);
+});
+
+test("a second label in the same home gets its own token", () => {
+  const other = ensureEmbeddedToken({ label: "hsmkey-other" });
+  assert.equal(other.created, true);
+  assert.equal(other.token, "hsmkey-other");
+  assert.equal(ensureEmbeddedToken({ label: "hsmkey-other" }).created, false);
+});
+
+test("a missing SoftHSM module gives a ModuleLoadError that says what to install", () => {
+  const dir = mkdtempSync(join(tmpdir(), "hsmkey-nomodule-"));
+  try {
+    assert.throws(
+      () => ensureEmbeddedToken({ home: dir, module: join(dir, "missing-libsofthsm2.so") }),
+      (error: unknown) =>
+        error instanceof ModuleLoadError &&
+        error.code === "ERR_HSM_MODULE_LOAD" &&
+        /apt-get install softhsm2/.test(error.message) &&
+        /brew install softhsm/.test(error.message) &&
+        /HSMKEY_MODULE/.test(error.message),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("labels longer than 32 bytes are rejected", () => {
+  assert.throws(() => ensureEmbeddedToken({ label: "x".repeat(33) }), /32 bytes/);
+});
