@@ -203,10 +203,10 @@ export async function importKeyMaterial(token: Token, material: KeyMaterial, opt
   }
 }
 
-/** Destroy objects (e.g. a key pair) by handle. */
-export function destroyObjects(token: Token, handles: pkcs11.Handle[]): Promise<void> {
+/** Destroy key objects (e.g. a key pair just made). */
+export function destroyObjects(token: Token, keys: TokenKey[]): Promise<void> {
   return token.withSession((session) => {
-    for (const h of handles) token.lib.C_DestroyObject(session, h);
+    for (const k of keys) token.lib.C_DestroyObject(session, k.handle(session));
   });
 }
 
@@ -232,6 +232,6 @@ function destroyQuietly(token: Token, session: pkcs11.Handle, ...handles: (pkcs1
 
 function describeSpec(spec: KeySpec): string {
   if (spec.kind === "RSA") return `RSA-${spec.modulusBits}`;
-  if (spec.kind === "EC" || spec.kind === "OKP") return spec.curve;
+  if ("curve" in spec) return spec.curve;
   return `${spec.kind}-${spec.length * 8}`;
 }

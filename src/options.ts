@@ -1,0 +1,114 @@
+/**
+ * Where a token is and how to log in: from explicit options, a `pkcs11:` URI, or the environment
+ * (HSMKEY_MODULE, HSMKEY_TOKEN, HSMKEY_SERIAL, HSMKEY_SLOT, HSMKEY_PIN, HSMKEY_PIN_FILE,
+ * HSMKEY_LIBRARY_PARAMETERS), in that order of precedence. With no module named anywhere, the
+ * embedded development token (SoftHSM2, created on first use) is opened.
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { InvalidInputError } from "./errors.js";
+import { ensureEmbeddedToken, type EmbeddedToken } from "./pkcs11/embedded.js";
+import { isPkcs11Uri, parsePkcs11Uri } from "./pkcs11/uri.js";
+import type { TokenSelector } from "./pkcs11/slot.js";
+
+export interface HsmOptions {
+  /** Path of the PKCS#11 module. */
+  module?: string;
+  /** Token label. */
+  token?: string;
+  /** Token serial number. */
+  serial?: string;
+  /** Slot id. */
+  slotId?: number;
+  /** User PIN. Prefer `pinFile` or HSMKEY_PIN_FILE in production. */
+  pin?: string;
+  /** File whose first line is the user PIN. */
+  pinFile?: string;
+  /** NSS-style init string for C_Initialize (NSS softoken: `configdir='sql:DIR' ...`). */
+  libraryParameters?: string;
+  /** A `pkcs11:` URI naming the token (and module-path / pin-source / pin-value). */
+  uri?: string;
+  /** Most sessions opened on the token at once (default 8). */
+  maxSessions?: number;
+  /** Home directory of the embedded token (default HSMKEY_HOME or ./.hsmkey). */
+  home?: string;
+}
+
+export interface ResolvedOptions {
+  module: string;
+  libraryParameters: string | undefined;
+  selector: TokenSelector;
+  pin: string | undefined;
+  maxSessions: number | undefined;
+  /** Set when the embedded development token is used. */
+  embedded: EmbeddedToken | undefined;
+}
+
+export function resolveOptions(input: HsmOptions | string = {}, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
+  const options: HsmOptions = typeof input === "string" ? { uri: input } : input;
+  if (options.uri !== undefined && !isPkcs11Uri(options.uri)) throw new InvalidInputError("Option `uri` must be a pkcs11: URI", "ERR_HSM_URI");
+  const uri = options.uri ? parsePkcs11Uri(options.uri) : {};
+  const module = options.module ?? uri.modulePath ?? nonEmpty(env.HSMKEY_MODULE);
+  const envSlot = nonEmpty(env.HSMKEY_SLOT);
+  const selector: TokenSelector = {};
+  const label = options.token ?? uri.token ?? nonEmpty(env.HSMKEY_TOKEN);
+  const serial = options.serial ?? uri.serial ?? nonEmpty(env.HSMKEY_SERIAL);
+  const slotId = options.slotId ?? uri.slotId ?? (envSlot !== undefined ? parseSlot(envSlot) : undefined);
+  if (label !== undefined) selector.token = label;
+  if (serial !== undefined) selector.serial = serial;
+  if (slotId !== undefined) selector.slotId = slotId;
+
+  const pin =
+    options.pin ??
+    (options.pinFile !== undefined ? readPin(options.pinFile) : undefined) ??
+    uri.pinValue ??
+    (uri.pinSource !== undefined ? readPin(pinSourcePath(uri.pinSource)) : undefined) ??
+    nonEmpty(env.HSMKEY_PIN) ??
+    (nonEmpty(env.HSMKEY_PIN_FILE) !== undefined ? readPin(env.HSMKEY_PIN_FILE!) : undefined);
+
+  if (module === undefined) {
+    const embedded = ensureEmbeddedToken({ ...(options.home ? { home: options.home } : {}), ...(label ? { label } : {}) });
+    return {
+      module: embedded.module,
+      libraryParameters: undefined,
+      selector: { token: embedded.token },
+      pin: pin ?? embedded.pin,
+      maxSessions: options.maxSessions,
+      embedded,
+    };
+  }
+  return {
+    module,
+    libraryParameters: options.libraryParameters ?? nonEmpty(env.HSMKEY_LIBRARY_PARAMETERS),
+    selector,
+    pin,
+    maxSessions: options.maxSessions,
+    embedded: undefined,
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function parseSlot(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidInputError(`HSMKEY_SLOT must be a decimal slot id, got '${value}'`);
+  return Number(value);
+}
+
+function pinSourcePath(source: string): string {
+  return source.startsWith("file:") ? fileURLToPath(source) : source;
+}
+
+/** First line of a PIN file. The path may be named in errors; the content never is. */
+function readPin(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new InvalidInputError(`Cannot read PIN file ${path}: ${(error as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  const pin = text.split(/\r?\n/)[0] ?? "";
+  if (pin === "") throw new InvalidInputError(`PIN file ${path} is empty`);
+  return pin;
+}
