@@ -64,6 +64,13 @@ export class HsmKey {
     if (!fitsKey(shape, main.info)) {
       throw new UnsupportedAlgorithmError(`${alg} does not fit ${main.describe()} (${describeInfo(main)})`);
     }
+    // Fail here, not later inside jose (which hides key-unwrap failures behind a random CEK).
+    if (main.info.class !== "public" && !shared.algorithms.includes(alg)) {
+      throw new UnsupportedAlgorithmError(
+        `${main.describe()} cannot do ${alg}: the token lacks the mechanism or parameters, or the key's flags forbid it` +
+          ` (it can do: ${shared.algorithms.join(", ") || "nothing"})`,
+      );
+    }
     this.#shared = shared;
     this.kid = shared.kid;
     this.alg = alg;
@@ -96,7 +103,8 @@ export class HsmKey {
     }
     const algorithms = fitting.filter((a) => tokenSupports(shapeOf(a), main.info, main.token));
     const shared: Shared = { parts, kid, keyOps: options.keyOps, publicJwk, publicKeys, algorithms };
-    const alg = (options.alg ?? defaultAlgorithm(main.info)) as JoseAlgorithm;
+    const preferred = defaultAlgorithm(main.info);
+    const alg = (options.alg ?? (algorithms.includes(preferred) || !algorithms.length ? preferred : algorithms[0]!)) as JoseAlgorithm;
     shapeOf(alg);
     return new HsmKey(shared, alg, options.use);
   }

@@ -125,7 +125,7 @@ export class HsmSubtleCrypto extends core.SubtleCrypto {
 
   override exportKey(...args: Args): Promise<any> {
     if (isHsmCryptoKey(args[1])) return Promise.reject(invalidAccess("Keys held in the token are not extractable"));
-    return (nativeSubtle.exportKey as (...a: Args) => Promise<ArrayBuffer | JsonWebKey>)(...args); // eslint-disable-line
+    return (nativeSubtle.exportKey as (...a: Args) => Promise<ArrayBuffer | JsonWebKey>)(...args);
   }
 
   override generateKey(...args: Args): Promise<any> {
