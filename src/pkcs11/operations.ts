@@ -9,7 +9,7 @@
  */
 import type * as pkcs11 from "pkcs11js";
 import { decode, readAttributes, type Template } from "./attributes.js";
-import { tokenError } from "./ckr.js";
+import { ckrOf, tokenError } from "./ckr.js";
 import { CKA, CKK, CKO, mechanismName } from "./constants.js";
 import type { TokenKey } from "./token-key.js";
 
@@ -43,7 +43,14 @@ export function sign(key: TokenKey, mechanism: Mechanism, data: Buffer, outLengt
 export function verify(key: TokenKey, mechanism: Mechanism, data: Buffer, signature: Buffer): Promise<boolean> {
   return run(key, false, `C_Verify (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
     lib.C_VerifyInit(session, mechanism, handle);
-    return lib.C_Verify(session, data, signature.length ? signature : EMPTY);
+    try {
+      return lib.C_Verify(session, data, signature.length ? signature : EMPTY);
+    } catch (error) {
+      // A bad signature is an answer, not a failure (C_Verify ends the operation either way).
+      const ckr = ckrOf(error);
+      if (ckr === "CKR_SIGNATURE_INVALID" || ckr === "CKR_SIGNATURE_LEN_RANGE") return false;
+      throw error;
+    }
   });
 }
 
