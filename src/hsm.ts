@@ -8,7 +8,7 @@ import { InvalidInputError, KeyNotFoundError } from "./errors.js";
 import { materialFromJwk, materialFromPkcs8 } from "./webcrypto/key-material.js";
 import { HsmCrypto } from "./webcrypto/crypto.js";
 import { destroyObjects, generateKeyPair, generateSecretKey, importKeyMaterial, type KeyMaterial } from "./pkcs11/keygen.js";
-import { countObjects, describeReference, findKey, listKeyObjects, resolveReference, type KeyRef } from "./pkcs11/find-key.js";
+import { countObjects, describeReference, findKey, listKeyObjects, resolveReference, type KeyRef, type KeyReference } from "./pkcs11/find-key.js";
 import { findObjects } from "./pkcs11/attributes.js";
 import { CKA } from "./pkcs11/constants.js";
 import { Token } from "./pkcs11/token.js";
@@ -80,10 +80,16 @@ export class Hsm implements AsyncDisposable {
     return this.#token.closed;
   }
 
-  /** The key `ref` names (label, id, or pkcs11: URI), as CryptoKeys shaped for `options.alg`. */
-  async getKey(ref: KeyRef, options: HsmKeyOptions = {}): Promise<HsmKey> {
+  /**
+   * The key `ref` names (label, id, or pkcs11: URI), as CryptoKeys shaped for `options.alg`.
+   * The key options may also ride in the reference: `getKey({ label: "k", kid: "jwt-key" })`.
+   */
+  async getKey(ref: KeyRef | (KeyReference & HsmKeyOptions), options: HsmKeyOptions = {}): Promise<HsmKey> {
     this.#token.assertOpen();
-    return HsmKey.create(await findKey(this.#token, ref), options);
+    if (typeof ref === "string") return HsmKey.create(await findKey(this.#token, ref), options);
+    const { kid, alg, use, keyOps, ...reference } = ref as KeyReference & HsmKeyOptions;
+    const inline: HsmKeyOptions = { ...(kid !== undefined ? { kid } : {}), ...(alg !== undefined ? { alg } : {}), ...(use !== undefined ? { use } : {}), ...(keyOps !== undefined ? { keyOps } : {}) };
+    return HsmKey.create(await findKey(this.#token, reference), { ...inline, ...options });
   }
 
   /**
