@@ -10,8 +10,14 @@ export function ckrOf(error: unknown): string | undefined {
   return undefined;
 }
 
-/** Return values that mean the session (or the whole token connection) is gone. */
+/**
+ * Return values that mean the session, the login, or the whole token connection is gone. A stale
+ * object handle is among them: SoftHSM drops private-object handles when the login is lost, and a
+ * recovery looks every key up again by identity anyway.
+ */
 export const SESSION_LOST = new Set([
+  "CKR_OBJECT_HANDLE_INVALID",
+  "CKR_KEY_HANDLE_INVALID",
   "CKR_SESSION_HANDLE_INVALID",
   "CKR_SESSION_CLOSED",
   "CKR_USER_NOT_LOGGED_IN",

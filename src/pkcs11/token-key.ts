@@ -6,7 +6,7 @@
  * handle is looked up again by identity, because a reopened token may number objects anew.
  */
 import type * as pkcs11 from "pkcs11js";
-import { KeyNotFoundError, UnsupportedAlgorithmError } from "../errors.js";
+import { KeyNotFoundError, SessionError, UnsupportedAlgorithmError } from "../errors.js";
 import { decode, findObjects, readAttributes, type Template } from "./attributes.js";
 import { CKA, CKK, CKO } from "./constants.js";
 import { curveFromParams, unwrapPoint, type NamedCurve } from "./curves.js";
@@ -137,6 +137,10 @@ export class TokenKey {
   handle(session: pkcs11.Handle): pkcs11.Handle {
     if (this.#generation === this.token.generation) return this.#handle;
     const found = findObjects(this.token.lib, session, identityTemplate(this.info), 2);
+    if (found.length === 0 && this.info.class !== "public" && !loggedIn(this.token, session)) {
+      // Private objects are invisible while logged out: that is a lost login, worth a recovery.
+      throw new SessionError(`Login to ${this.token.describe()} was lost`, "ERR_HSM_SESSION", { ckr: "CKR_USER_NOT_LOGGED_IN" });
+    }
     if (found.length !== 1) {
       throw new KeyNotFoundError(`${describeKey(this.info)} is no longer on ${this.token.describe()}`);
     }
@@ -163,6 +167,15 @@ export function describeKey(info: Pick<KeyInfo, "class" | "id" | "label">): stri
   if (info.label !== undefined) parts.push(`label '${info.label}'`);
   if (info.id) parts.push(`id ${Buffer.from(info.id).toString("hex")}`);
   return `${info.class} key${parts.length ? ` (${parts.join(", ")})` : ""}`;
+}
+
+const CKS_RO_USER_FUNCTIONS = 1;
+const CKS_RW_USER_FUNCTIONS = 3;
+
+function loggedIn(token: Token, session: pkcs11.Handle): boolean {
+  if (!token.loginRequired) return true;
+  const state = token.lib.C_GetSessionInfo(session).state;
+  return state === CKS_RO_USER_FUNCTIONS || state === CKS_RW_USER_FUNCTIONS;
 }
 
 function readLength(lib: pkcs11.PKCS11, session: pkcs11.Handle, handle: pkcs11.Handle): number | undefined {

@@ -12,6 +12,7 @@
  *   `generation` (object handles cached under an older generation are looked up again), retry.
  *   A wrong or locked PIN is never retried.
  */
+import { createHash } from "node:crypto";
 import type * as pkcs11 from "pkcs11js";
 import { LoginError, SessionError } from "../errors.js";
 import { ckrOf, SESSION_LOST, tokenError } from "./ckr.js";
@@ -31,6 +32,17 @@ export interface TokenOpenOptions {
 }
 
 const pins = new WeakMap<Token, string>();
+
+/**
+ * Login state is per application and token, not per session: a second Hsm on a token this process
+ * is already logged in to gets CKR_USER_ALREADY_LOGGED_IN whatever PIN it gives. To refuse a wrong
+ * PIN there too, remember a digest of the PIN that logged in, per module and slot.
+ */
+const loggedInWith = new Map<string, { digest: string; users: number }>();
+
+function pinDigest(pin: string): string {
+  return createHash("sha256").update("hsmkey-login\0").update(pin).digest("hex");
+}
 
 export class Token {
   readonly module: LoadedModule;
@@ -129,14 +141,43 @@ export class Token {
     if (pin === undefined) {
       throw new LoginError(`${this.describe()} requires a PIN: give option \`pin\`, HSMKEY_PIN or HSMKEY_PIN_FILE`);
     }
+    const slotKey = `${this.module.path}#${this.slotId}`;
+    const digest = pinDigest(pin);
+    const known = loggedInWith.get(slotKey);
+    if (known && !this.#countedLogin && known.digest !== digest) {
+      throw new LoginError(`Login to ${this.describe()} failed: CKR_PIN_INCORRECT`, "ERR_HSM_PIN_INCORRECT", { ckr: "CKR_PIN_INCORRECT" });
+    }
     try {
       this.lib.C_Login(this.#anchor!, CKU_USER, pin);
+      this.#countLogin(slotKey, digest);
     } catch (error) {
-      if (ckrOf(error) === "CKR_USER_ALREADY_LOGGED_IN") return;
+      if (ckrOf(error) === "CKR_USER_ALREADY_LOGGED_IN" && (!known || known.digest === digest)) {
+        this.#countLogin(slotKey, digest);
+        return;
+      }
       const wrapped = tokenError(error, `Login to ${this.describe()}`);
       if (wrapped instanceof LoginError) throw wrapped;
       throw new LoginError(wrapped.message, "ERR_HSM_LOGIN", { ckr: wrapped.ckr, cause: error });
     }
+  }
+
+  #countedLogin = false;
+
+  #countLogin(slotKey: string, digest: string): void {
+    if (this.#countedLogin) return;
+    this.#countedLogin = true;
+    const entry = loggedInWith.get(slotKey) ?? { digest, users: 0 };
+    entry.digest = digest;
+    entry.users++;
+    loggedInWith.set(slotKey, entry);
+  }
+
+  #uncountLogin(): void {
+    if (!this.#countedLogin) return;
+    this.#countedLogin = false;
+    const slotKey = `${this.module.path}#${this.slotId}`;
+    const entry = loggedInWith.get(slotKey);
+    if (entry && --entry.users <= 0) loggedInWith.delete(slotKey);
   }
 
   /** Whether an error means our sessions or login are gone (worth one recovery). */
@@ -220,6 +261,7 @@ export class Token {
       this.#anchor = undefined;
     }
     pins.delete(this);
+    this.#uncountLogin();
     this.module.release();
   }
 

@@ -5,7 +5,7 @@
 import { createPrivateKey, type JsonWebKey as NodeJwk } from "node:crypto";
 import { InvalidInputError } from "../errors.js";
 import type { KeyMaterial } from "../pkcs11/keygen.js";
-import type { NamedCurve } from "../pkcs11/curves.js";
+import { CURVES, type NamedCurve } from "../pkcs11/curves.js";
 
 const EC_CURVES: Record<string, NamedCurve> = { "P-256": "P-256", "P-384": "P-384", "P-521": "P-521", secp256k1: "secp256k1" };
 const OKP_CURVES: Record<string, NamedCurve> = { Ed25519: "Ed25519", Ed448: "Ed448" };
@@ -13,7 +13,15 @@ const OKP_CURVES: Record<string, NamedCurve> = { Ed25519: "Ed25519", Ed448: "Ed4
 function field(jwk: JsonWebKey, name: keyof JsonWebKey): Uint8Array {
   const value = jwk[name];
   if (typeof value !== "string" || value.length === 0) throw new InvalidInputError(`JWK is missing its '${String(name)}' member`);
+  if (!/^[A-Za-z0-9_-]+$/.test(value)) throw new InvalidInputError(`JWK member '${String(name)}' is not base64url`);
   return new Uint8Array(Buffer.from(value, "base64url"));
+}
+
+/** A member whose length the curve fixes (RFC 7518 6.2.1, RFC 8037 2). */
+function sized(jwk: JsonWebKey, name: keyof JsonWebKey, size: number): Uint8Array {
+  const value = field(jwk, name);
+  if (value.length !== size) throw new InvalidInputError(`JWK member '${String(name)}' has ${value.length} bytes, the curve needs ${size}`);
+  return value;
 }
 
 /** Key material from a private (or secret `oct`) JWK. */
@@ -28,14 +36,16 @@ export function materialFromJwk(jwk: JsonWebKey, secretKind: "AES" | "HMAC" = "H
     case "EC": {
       const curve = EC_CURVES[jwk.crv ?? ""];
       if (!curve) throw new InvalidInputError(`JWK curve '${jwk.crv}' is not supported`);
-      const x = field(jwk, "x");
-      const y = field(jwk, "y");
-      return { kind: "EC", curve, d: field(jwk, "d"), point: new Uint8Array(Buffer.concat([Buffer.from([4]), x, y])) };
+      const size = CURVES[curve].size;
+      const x = sized(jwk, "x", size);
+      const y = sized(jwk, "y", size);
+      return { kind: "EC", curve, d: sized(jwk, "d", size), point: new Uint8Array(Buffer.concat([Buffer.from([4]), x, y])) };
     }
     case "OKP": {
       const curve = OKP_CURVES[jwk.crv ?? ""];
       if (!curve) throw new InvalidInputError(`JWK curve '${jwk.crv}' is not supported (Ed25519, Ed448)`);
-      return { kind: "OKP", curve, d: field(jwk, "d"), point: field(jwk, "x") };
+      const size = CURVES[curve].size;
+      return { kind: "OKP", curve, d: sized(jwk, "d", size), point: sized(jwk, "x", size) };
     }
     case "oct":
       return { kind: secretKind, value: field(jwk, "k") };
