@@ -2,7 +2,7 @@
  * Turning pkcs11js failures into hsmkey's typed errors. pkcs11js throws `Pkcs11Error` whose
  * message is the CKR_* name and whose `code` is the numeric return value.
  */
-import { HsmError, LoginError, SessionError, type HsmErrorCode } from "../errors.js";
+import { HsmError, LoginError, SessionError, UnsupportedAlgorithmError, type HsmErrorCode } from "../errors.js";
 
 /** The CKR_* name of a pkcs11js error, or undefined when the error did not come from the token. */
 export function ckrOf(error: unknown): string | undefined {
@@ -39,6 +39,9 @@ export function tokenError(error: unknown, what: string): HsmError {
   if (ckr === "CKR_PIN_INCORRECT") return new LoginError(message, "ERR_HSM_PIN_INCORRECT", { ckr, cause: error });
   if (ckr === "CKR_PIN_LOCKED") return new LoginError(message, "ERR_HSM_PIN_LOCKED", { ckr, cause: error });
   if (ckr !== undefined && SESSION_LOST.has(ckr)) return new SessionError(message, "ERR_HSM_SESSION", { ckr, cause: error });
+  if (ckr === "CKR_MECHANISM_INVALID" || ckr === "CKR_CURVE_NOT_SUPPORTED" || ckr === "CKR_DOMAIN_PARAMS_INVALID") {
+    return new UnsupportedAlgorithmError(message, { ckr, cause: error });
+  }
   const code: HsmErrorCode = "ERR_HSM";
   return new HsmError(message, code, { ckr, cause: error });
 }

@@ -109,6 +109,7 @@ function onSession<T>(token: Token, persistent: boolean, fn: (session: pkcs11.Ha
 export async function generateKeyPair(token: Token, spec: KeySpec, options: CreateOptions): Promise<KeyPair> {
   const mechanism =
     spec.kind === "RSA" ? CKM.RSA_PKCS_KEY_PAIR_GEN : spec.kind === "EC" ? CKM.EC_KEY_PAIR_GEN : CKM.EC_EDWARDS_KEY_PAIR_GEN;
+  token.requireMechanism(mechanism, `${describeSpec(spec)} key generation`);
   const pub: Template = [{ type: CKA.CLASS, value: CKO.PUBLIC_KEY }, ...identity(options), { type: CKA.PRIVATE, value: false }, ...publicTemplate(spec, options.capabilities)];
   const priv: Template = [{ type: CKA.CLASS, value: CKO.PRIVATE_KEY }, ...identity(options), ...privateTemplate(spec, options.capabilities)];
   try {
@@ -128,6 +129,7 @@ export async function generateKeyPair(token: Token, spec: KeySpec, options: Crea
 
 export async function generateSecretKey(token: Token, spec: KeySpec & { kind: "AES" | "HMAC" }, options: CreateOptions): Promise<TokenKey> {
   const mechanism = spec.kind === "AES" ? CKM.AES_KEY_GEN : CKM.GENERIC_SECRET_KEY_GEN;
+  token.requireMechanism(mechanism, `${describeSpec(spec)} key generation`);
   const template = [...identity(options), ...secretTemplate(spec, options.capabilities), { type: CKA.VALUE_LEN, value: spec.length }];
   try {
     return await onSession(token, options.persistent, (session) => {

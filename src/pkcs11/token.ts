@@ -14,7 +14,8 @@
  */
 import { createHash } from "node:crypto";
 import type * as pkcs11 from "pkcs11js";
-import { LoginError, SessionError } from "../errors.js";
+import { LoginError, SessionError, UnsupportedAlgorithmError } from "../errors.js";
+import { mechanismName } from "./constants.js";
 import { ckrOf, SESSION_LOST, tokenError } from "./ckr.js";
 import { acquireModule, type LoadedModule } from "./module.js";
 import { SessionPool, type PoolStats } from "./pool.js";
@@ -43,6 +44,37 @@ const loggedInWith = new Map<string, { digest: string; users: number }>();
 function pinDigest(pin: string): string {
   return createHash("sha256").update("hsmkey-login\0").update(pin).digest("hex");
 }
+
+/**
+ * Inline (synchronous) token calls resolve their promises at once, so a burst of them chains through
+ * microtasks and starves timers and I/O. They may use at most INLINE_BUDGET_MS per event-loop turn;
+ * past that, calls wait for the next turn (setImmediate), which lets the loop breathe.
+ */
+const INLINE_BUDGET_MS = 2;
+const inlineBudget = {
+  spent: 0,
+  resetScheduled: false,
+  waiting: undefined as Promise<void> | undefined,
+  available(): boolean {
+    return this.spent < INLINE_BUDGET_MS;
+  },
+  charge(ms: number): void {
+    this.spent += ms;
+    if (!this.resetScheduled) {
+      this.resetScheduled = true;
+      setImmediate(() => {
+        this.spent = 0;
+        this.resetScheduled = false;
+      });
+    }
+  },
+  nextTurn(): Promise<void> {
+    this.waiting ??= new Promise<void>((resolve) => setImmediate(resolve)).finally(() => {
+      this.waiting = undefined;
+    });
+    return this.waiting;
+  },
+};
 
 export class Token {
   readonly module: LoadedModule;
@@ -106,6 +138,13 @@ export class Token {
 
   has(mechanism: number): boolean {
     return this.mechanisms.has(mechanism);
+  }
+
+  /** Throw UnsupportedAlgorithmError, naming this token and the mechanism, unless the token offers it. */
+  requireMechanism(mechanism: number, purpose: string): void {
+    if (!this.mechanisms.has(mechanism)) {
+      throw new UnsupportedAlgorithmError(`${this.describe()} does not offer ${mechanismName(mechanism)} (needed for ${purpose})`);
+    }
   }
 
   /** The anchor session, for login and creating session objects (main thread, synchronous use only). */
@@ -233,12 +272,16 @@ export class Token {
    */
   withSessionFast<T>(fn: (session: pkcs11.Handle) => T): Promise<T> {
     this.assertOpen();
+    if (!inlineBudget.available()) return inlineBudget.nextTurn().then(() => this.withSessionFast(fn));
     let done: { value: T } | undefined;
+    const started = performance.now();
     try {
       done = this.pool.trySync(fn);
     } catch (error) {
       if (this.#closed || !this.isLost(error)) return Promise.reject(error);
       return this.recover().then(() => this.pool.use(fn));
+    } finally {
+      inlineBudget.charge(performance.now() - started);
     }
     return done ? Promise.resolve(done.value) : this.withSession(fn);
   }

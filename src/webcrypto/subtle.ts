@@ -3,8 +3,10 @@
  *
  * Routing, the one rule of this file: a call that involves an HSM-backed key goes to the
  * webcrypto-core providers below (which run in that key's token); a call that involves only
- * ordinary keys goes to Node's native WebCrypto unchanged. With a `token`, generateKey and importKey
- * of private/secret keys create session keys in it; without one (the global shim) they are native.
+ * ordinary keys goes to Node's native WebCrypto unchanged. With a `token`, generateKey, importKey
+ * and unwrapKey of non-extractable private/secret keys create session keys in it; extractable keys
+ * are software keys by definition (the caller asked to be able to read them) and are native, as
+ * are all keys without a token (the global shim).
  */
 import * as core from "webcrypto-core";
 import { randomBytes } from "node:crypto";
@@ -129,7 +131,7 @@ export class HsmSubtleCrypto extends core.SubtleCrypto {
   }
 
   override generateKey(...args: Args): Promise<any> {
-    if (!this.#context.token) return (nativeSubtle.generateKey as (...a: Args) => Promise<CryptoKeyPair>)(...args);
+    if (!this.#context.token || args[1] === true) return (nativeSubtle.generateKey as (...a: Args) => Promise<CryptoKeyPair>)(...args);
     return guard(() => super.generateKey(...(args as Parameters<core.SubtleCrypto["generateKey"]>)) as Promise<CryptoKey | CryptoKeyPair>);
   }
 
@@ -137,7 +139,7 @@ export class HsmSubtleCrypto extends core.SubtleCrypto {
     const [format, keyData] = args as [KeyFormat, unknown];
     const isPublic = format === "spki" || (format === "jwk" && isPublicJwk(keyData));
     const isRawPublic = format === "raw" && isAsymmetric(args[2]);
-    if (!this.#context.token || isPublic || isRawPublic) return (nativeSubtle.importKey as (...a: Args) => Promise<CryptoKey>)(...args);
+    if (!this.#context.token || isPublic || isRawPublic || args[3] === true) return (nativeSubtle.importKey as (...a: Args) => Promise<CryptoKey>)(...args);
     return guard(() => super.importKey(...(args as Parameters<core.SubtleCrypto["importKey"]>)));
   }
 

@@ -3,7 +3,6 @@
  * which never creates keys) and the helpers that turn token objects into CryptoKeys.
  */
 import { UnsupportedAlgorithmError } from "../../errors.js";
-import { mechanismName } from "../../pkcs11/constants.js";
 import { generateKeyPair, importKeyMaterial, type KeyCapabilities, type KeyMaterial, type KeySpec } from "../../pkcs11/keygen.js";
 import type { KeyFlags, TokenKey } from "../../pkcs11/token-key.js";
 import type { Token } from "../../pkcs11/token.js";
@@ -42,10 +41,7 @@ export function tokenKey(key: CryptoKey): TokenKey {
 }
 
 export function requireMechanism(key: TokenKey | Token, mechanism: number, purpose: string): void {
-  const token = "token" in key ? key.token : key;
-  if (!token.has(mechanism)) {
-    throw new UnsupportedAlgorithmError(`${token.describe()} does not offer ${mechanismName(mechanism)} (needed for ${purpose})`);
-  }
+  ("token" in key ? key.token : key).requireMechanism(mechanism, purpose);
 }
 
 export function requireToken(context: ProviderContext, what: string): Token {
