@@ -1,0 +1,94 @@
+/**
+ * `bench/run.ts --quick` as a smoke test: every row is there and did work, and hsmkey's own rows
+ * had no error. No timing assertion: CI machines vary.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const SIGN = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
+const JWE = ["JWE RSA-OAEP+A256GCM", "JWE ECDH-ES+A256KW+A256GCM"];
+
+interface Row {
+  group: string;
+  workload: string;
+  concurrency: number;
+  ops: number;
+  errors: number;
+  firstError?: string;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  loopDelayMaxMs: number;
+  loopDelayP99Ms: number;
+  ratioToRawSync: number | null;
+  unsupported?: string;
+  soak?: { rssBeforeMb: number; rssAfterMb: number; before: { sessions: { busy: number }; objects: { session: number; token: number } }; after: { sessions: { busy: number }; objects: { session: number; token: number } } };
+}
+
+test("npm run bench -- --quick writes every row, with work done and no error on hsmkey's rows", { timeout: 170_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hsmkey-bench-"));
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env, HSMKEY_HOME: join(dir, "home") };
+    for (const k of ["HSMKEY_MODULE", "HSMKEY_TOKEN", "HSMKEY_PIN", "HSMKEY_PIN_FILE", "HSMKEY_SLOT", "HSMKEY_SERIAL", "HSMKEY_LIBRARY_PARAMETERS", "SOFTHSM2_CONF"]) delete env[k];
+    const out = join(dir, "results");
+    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "bench/run.ts", "--quick", "--duration", "150", "--out", out], {
+      env,
+      cwd: join(import.meta.dirname, ".."),
+      maxBuffer: 1 << 24,
+    });
+    assert.match(stdout, /wrote .*latest\.json/);
+    const result = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as { quick: boolean; rows: Row[]; token: { embedded: boolean } };
+    assert.equal(result.quick, true);
+    assert.equal(result.token.embedded, true);
+    const rows = result.rows;
+    const find = (group: string, workload: string, concurrency?: number) =>
+      rows.filter((r) => r.group === group && r.workload === workload && (concurrency === undefined || r.concurrency === concurrency));
+
+    const workloads = [...SIGN.map((a) => `JWT ${a}`), ...JWE];
+    for (const w of workloads) {
+      assert.equal(find("raw-sync", w, 1).length, 1, `raw-sync ${w}`);
+      assert.equal(find("raw-async", w).length, 1, `raw-async ${w}`);
+      for (const c of [1, 8, 64]) {
+        assert.equal(find("hsmkey", w, c).length, 1, `hsmkey ${w} c=${c}`);
+        assert.equal(find("native", w, c).length, 1, `native ${w} c=${c}`);
+      }
+    }
+    for (const a of SIGN) for (const c of [1, 8, 64]) assert.equal(find("nwp11", `JWT ${a}`, c).length, 1, `nwp11 ${a} c=${c}`);
+
+    for (const r of rows) {
+      const name = `${r.group} ${r.workload} c=${r.concurrency}`;
+      if (r.unsupported) {
+        // Only the reference library may lack something (node-webcrypto-p11 has no Ed25519).
+        assert.equal(r.group, "nwp11", `${name} unsupported: ${r.unsupported}`);
+        continue;
+      }
+      assert.ok(r.ops > 0 && r.opsPerSec > 0, `${name}: no operation completed`);
+      assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms, `${name}: latency percentiles`);
+      assert.ok(r.loopDelayMaxMs >= 0 && r.loopDelayP99Ms >= 0);
+      if (r.group !== "nwp11") assert.equal(r.errors, 0, `${name}: ${r.firstError}`);
+      if (r.group === "raw-sync") assert.equal(r.ratioToRawSync, 1);
+      else assert.ok(typeof r.ratioToRawSync === "number" && r.ratioToRawSync > 0, `${name}: ratio`);
+    }
+
+    const soak = rows.filter((r) => r.group === "soak");
+    assert.equal(soak.length, 1);
+    assert.equal(soak[0]!.ops, 5000);
+    assert.equal(soak[0]!.errors, 0);
+    const s = soak[0]!.soak!;
+    assert.ok(s.rssBeforeMb > 0 && s.rssAfterMb > 0);
+    assert.equal(s.after.objects.session, s.before.objects.session, "session objects left by the soak");
+    assert.equal(s.after.objects.token, s.before.objects.token, "token objects left by the soak");
+    assert.equal(s.after.sessions.busy, 0);
+
+    const md = readFileSync(join(out, "latest.md"), "utf8");
+    assert.match(md, /^# hsmkey benchmark \(quick pass/);
+    assert.equal(md.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| group")).length, rows.length);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
