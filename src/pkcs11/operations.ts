@@ -2,8 +2,9 @@
  * Single-part cryptographic operations on token keys.
  *
  * Each operation holds one pooled session from its *Init to its final call. `slow` operations (RSA
- * private-key work, key generation) run on pkcs11js' worker threads so the event loop stays free;
- * fast ones run synchronously on an idle session, which costs less than the thread hop.
+ * private-key work) run on pkcs11js' worker threads so the event loop stays free; fast ones run
+ * synchronously on an idle session, which costs less than the thread hop, until the event-loop
+ * turn's inline budget is spent (see inline-budget.ts), then on worker threads too.
  * Temporary objects (derived secrets, wrap/unwrap carriers) are destroyed before the session goes
  * back to the pool, whatever happens.
  */
@@ -11,6 +12,7 @@ import type * as pkcs11 from "pkcs11js";
 import { decode, readAttributes, type Template } from "./attributes.js";
 import { ckrOf, tokenError } from "./ckr.js";
 import { CKA, CKK, CKO, mechanismName } from "./constants.js";
+import type { Placement } from "./inline-budget.js";
 import type { TokenKey } from "./token-key.js";
 
 export type Mechanism = pkcs11.Mechanism;
@@ -23,25 +25,28 @@ export function bytes(data: ArrayBuffer | ArrayBufferView): Buffer {
   return b.length === 0 ? EMPTY : b;
 }
 
-function run<T>(key: TokenKey, slow: boolean, what: string, fn: (lib: pkcs11.PKCS11, session: pkcs11.Handle, handle: pkcs11.Handle) => T | Promise<T>): Promise<T> {
+type Body<T> = (lib: pkcs11.PKCS11, session: pkcs11.Handle, handle: pkcs11.Handle, inline: boolean) => T | Promise<T>;
+
+function run<T>(key: TokenKey, placement: Placement, what: string, fn: Body<T>, costKey?: number): Promise<T> {
   const token = key.token;
-  const body = (session: pkcs11.Handle) => fn(token.lib, session, key.handle(session));
-  const wrapped = slow ? token.withSession(body) : token.withSessionFast(body as (s: pkcs11.Handle) => T);
-  return wrapped.catch((error: unknown) => {
+  return token.run(placement, (session, inline) => fn(token.lib, session, key.handle(session), inline), costKey).catch((error: unknown) => {
     throw tokenError(error, `${what} with ${key.describe()}`);
   });
 }
 
+/** Slow mechanisms always run on a worker thread; fast ones inline while the turn's budget lasts. */
+const placementOf = (slow: boolean): Placement => (slow ? "thread" : "either");
+
 export function sign(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
-  return run(key, slow, `C_Sign (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, placementOf(slow), `C_Sign (${mechanismName(mechanism.mechanism)})`, (lib, session, handle, inline) => {
     lib.C_SignInit(session, mechanism, handle);
     const out = Buffer.alloc(outLength);
-    return slow ? lib.C_SignAsync(session, data, out) : lib.C_Sign(session, data, out);
-  });
+    return inline ? lib.C_Sign(session, data, out) : lib.C_SignAsync(session, data, out);
+  }, mechanism.mechanism);
 }
 
 export function verify(key: TokenKey, mechanism: Mechanism, data: Buffer, signature: Buffer): Promise<boolean> {
-  return run(key, false, `C_Verify (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, "inline", `C_Verify (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
     lib.C_VerifyInit(session, mechanism, handle);
     try {
       return lib.C_Verify(session, data, signature.length ? signature : EMPTY);
@@ -55,19 +60,19 @@ export function verify(key: TokenKey, mechanism: Mechanism, data: Buffer, signat
 }
 
 export function encrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
-  return run(key, slow, `C_Encrypt (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, placementOf(slow), `C_Encrypt (${mechanismName(mechanism.mechanism)})`, (lib, session, handle, inline) => {
     lib.C_EncryptInit(session, mechanism, handle);
     const out = Buffer.alloc(Math.max(outLength, 1));
-    return slow ? lib.C_EncryptAsync(session, data, out) : lib.C_Encrypt(session, data, out);
-  });
+    return inline ? lib.C_Encrypt(session, data, out) : lib.C_EncryptAsync(session, data, out);
+  }, mechanism.mechanism);
 }
 
 export function decrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
-  return run(key, slow, `C_Decrypt (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, placementOf(slow), `C_Decrypt (${mechanismName(mechanism.mechanism)})`, (lib, session, handle, inline) => {
     lib.C_DecryptInit(session, mechanism, handle);
     const out = Buffer.alloc(Math.max(outLength, 1));
-    return slow ? lib.C_DecryptAsync(session, data, out) : lib.C_Decrypt(session, data, out);
-  });
+    return inline ? lib.C_Decrypt(session, data, out) : lib.C_DecryptAsync(session, data, out);
+  }, mechanism.mechanism);
 }
 
 /** Template of a throwaway secret whose value may be read: a session object, never on the token. */
@@ -95,7 +100,7 @@ function readValueAndDestroy(lib: pkcs11.PKCS11, session: pkcs11.Handle, object:
 
 /** Derive `length` bytes (e.g. ECDH's shared secret) and return them; the derived object is destroyed. */
 export function deriveSecret(key: TokenKey, mechanism: Mechanism, length: number): Promise<Buffer> {
-  return run(key, false, `C_DeriveKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, "inline", `C_DeriveKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
     const derived = lib.C_DeriveKey(session, mechanism, handle, carrierTemplate([{ type: CKA.VALUE_LEN, value: length }]));
     return readValueAndDestroy(lib, session, derived);
   });
@@ -103,7 +108,7 @@ export function deriveSecret(key: TokenKey, mechanism: Mechanism, length: number
 
 /** Wrap raw key bytes with a token key (C_WrapKey over a throwaway carrier object). */
 export function wrapBytes(key: TokenKey, mechanism: Mechanism, keyBytes: Buffer): Promise<Buffer> {
-  return run(key, false, `C_WrapKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, "inline", `C_WrapKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
     const carrier = lib.C_CreateObject(session, carrierTemplate([{ type: CKA.VALUE, value: keyBytes }]));
     try {
       return lib.C_WrapKey(session, mechanism, handle, carrier, Buffer.alloc(keyBytes.length + 64));
@@ -115,7 +120,7 @@ export function wrapBytes(key: TokenKey, mechanism: Mechanism, keyBytes: Buffer)
 
 /** Unwrap with a token key into a throwaway carrier and return its bytes. */
 export function unwrapBytes(key: TokenKey, mechanism: Mechanism, wrapped: Buffer): Promise<Buffer> {
-  return run(key, false, `C_UnwrapKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, "inline", `C_UnwrapKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
     const carrier = lib.C_UnwrapKey(session, mechanism, handle, wrapped, carrierTemplate());
     return readValueAndDestroy(lib, session, carrier);
   });

@@ -18,6 +18,7 @@ import { LoginError, SessionError, UnsupportedAlgorithmError } from "../errors.j
 import { mechanismName } from "./constants.js";
 import { ckrOf, SESSION_LOST, tokenError } from "./ckr.js";
 import { acquireModule, type LoadedModule } from "./module.js";
+import { inlineBudget, type Placement } from "./inline-budget.js";
 import { SessionPool, type PoolStats } from "./pool.js";
 import { describeSelector, findToken, type TokenSelector } from "./slot.js";
 
@@ -44,37 +45,6 @@ const loggedInWith = new Map<string, { digest: string; users: number }>();
 function pinDigest(pin: string): string {
   return createHash("sha256").update("hsmkey-login\0").update(pin).digest("hex");
 }
-
-/**
- * Inline (synchronous) token calls resolve their promises at once, so a burst of them chains through
- * microtasks and starves timers and I/O. They may use at most INLINE_BUDGET_MS per event-loop turn;
- * past that, calls wait for the next turn (setImmediate), which lets the loop breathe.
- */
-const INLINE_BUDGET_MS = 2;
-const inlineBudget = {
-  spent: 0,
-  resetScheduled: false,
-  waiting: undefined as Promise<void> | undefined,
-  available(): boolean {
-    return this.spent < INLINE_BUDGET_MS;
-  },
-  charge(ms: number): void {
-    this.spent += ms;
-    if (!this.resetScheduled) {
-      this.resetScheduled = true;
-      setImmediate(() => {
-        this.spent = 0;
-        this.resetScheduled = false;
-      });
-    }
-  },
-  nextTurn(): Promise<void> {
-    this.waiting ??= new Promise<void>((resolve) => setImmediate(resolve)).finally(() => {
-      this.waiting = undefined;
-    });
-    return this.waiting;
-  },
-};
 
 export class Token {
   readonly module: LoadedModule;
@@ -267,23 +237,35 @@ export class Token {
   }
 
   /**
-   * Run a fast `fn` synchronously on an idle session when one is free (no promise hop), else
-   * through `withSession`.
+   * Run an operation where it costs least. "thread": on a pkcs11js worker thread (slow mechanisms:
+   * RSA private-key work, key generation). "inline": synchronously on the main thread, the only way
+   * for multi-call sequences (create, wrap, destroy). "either": inline while this event-loop turn's
+   * inline budget lasts and a session is idle, else on a worker thread, so that under load the
+   * second core signs while the main thread builds the next tokens.
+   * `fn` learns which it got (`inline`), and must look object handles up through `generation`.
    */
-  withSessionFast<T>(fn: (session: pkcs11.Handle) => T): Promise<T> {
+  run<T>(placement: Placement, fn: (session: pkcs11.Handle, inline: boolean) => T | Promise<T>, costKey?: number): Promise<T> {
     this.assertOpen();
-    if (!inlineBudget.available()) return inlineBudget.nextTurn().then(() => this.withSessionFast(fn));
+    const onThread = (session: pkcs11.Handle) => fn(session, false);
+    if (placement === "thread") return this.withSession(onThread);
+    if (!inlineBudget.available()) {
+      // Work dearer than a thread hop goes to a worker thread; cheap work waits for the next turn.
+      if (placement === "either" && inlineBudget.worthAThread(costKey)) return this.withSession(onThread);
+      return new Promise<T>((resolve, reject) => inlineBudget.defer(() => this.run(placement, fn, costKey).then(resolve, reject)));
+    }
+    const inline = (session: pkcs11.Handle) => fn(session, true) as T;
     let done: { value: T } | undefined;
     const started = performance.now();
     try {
-      done = this.pool.trySync(fn);
+      done = this.pool.trySync(inline);
     } catch (error) {
       if (this.#closed || !this.isLost(error)) return Promise.reject(error);
-      return this.recover().then(() => this.pool.use(fn));
+      return this.recover().then(() => this.pool.use(inline));
     } finally {
-      inlineBudget.charge(performance.now() - started);
+      inlineBudget.charge(performance.now() - started, done ? costKey : undefined);
     }
-    return done ? Promise.resolve(done.value) : this.withSession(fn);
+    if (done) return Promise.resolve(done.value);
+    return placement === "either" ? this.withSession(onThread) : this.withSession(inline);
   }
 
   stats(): PoolStats {

@@ -7,7 +7,7 @@ import { bytes } from "../pkcs11/operations.js";
 export async function digest(token: Token, mechanism: number, data: BufferSource): Promise<ArrayBuffer> {
   const input = bytes(data as ArrayBuffer);
   try {
-    const out = await token.withSessionFast((session) => {
+    const out = await token.run("inline", (session) => {
       token.lib.C_DigestInit(session, { mechanism });
       return token.lib.C_Digest(session, input, Buffer.alloc(64));
     });
