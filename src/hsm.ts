@@ -71,7 +71,7 @@ export class Hsm implements AsyncDisposable {
       selector: resolved.selector,
       ...(resolved.libraryParameters !== undefined ? { libraryParameters: resolved.libraryParameters } : {}),
       ...(resolved.pin !== undefined ? { pin: resolved.pin } : {}),
-      ...(resolved.maxSessions !== undefined ? { maxSessions: resolved.maxSessions } : {}),
+      pool: resolved.pool,
     });
     return new Hsm(token, resolved.embedded !== undefined);
   }

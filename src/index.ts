@@ -7,6 +7,7 @@ export type { HsmOptions } from "./options.js";
 export { HsmKey, type HsmKeyOptions, type KeyParts, type PublicJwk } from "./jose/hsm-key.js";
 export { HsmKeySet, type ResolverHeader } from "./jose/key-set.js";
 export { JOSE_ALGORITHMS, type JoseAlgorithm } from "./jose/algorithms.js";
+export { probeAlgorithms, type ProbeResult } from "./jose/probe.js";
 export { installShim, isShimInstalled } from "./shim/install.js";
 export { HsmCrypto } from "./webcrypto/crypto.js";
 export { HsmSubtleCrypto } from "./webcrypto/subtle.js";
@@ -26,3 +27,4 @@ export {
   InvalidInputError,
   type HsmErrorCode,
 } from "./errors.js";
+export * from "./x509/index.js";

@@ -10,6 +10,7 @@ import { InvalidInputError } from "./errors.js";
 import { ensureEmbeddedToken, type EmbeddedToken } from "./pkcs11/embedded.js";
 import { isPkcs11Uri, parsePkcs11Uri } from "./pkcs11/uri.js";
 import type { TokenSelector } from "./pkcs11/slot.js";
+import type { PoolOptions } from "./pkcs11/pool.js";
 
 export interface HsmOptions {
   /** Path of the PKCS#11 module. */
@@ -30,6 +31,8 @@ export interface HsmOptions {
   uri?: string;
   /** Most sessions opened on the token at once (default 8). */
   maxSessions?: number;
+  /** Reject an operation still pending after this many ms (default 30,000; 0: never). */
+  operationTimeoutMs?: number;
   /** Home directory of the embedded token (default HSMKEY_HOME or ./.hsmkey). */
   home?: string;
 }
@@ -39,7 +42,7 @@ export interface ResolvedOptions {
   libraryParameters: string | undefined;
   selector: TokenSelector;
   pin: string | undefined;
-  maxSessions: number | undefined;
+  pool: PoolOptions;
   /** Set when the embedded development token is used. */
   embedded: EmbeddedToken | undefined;
 }
@@ -73,7 +76,7 @@ export function resolveOptions(input: HsmOptions | string = {}, env: NodeJS.Proc
       libraryParameters: undefined,
       selector: { token: embedded.token },
       pin: pin ?? embedded.pin,
-      maxSessions: options.maxSessions,
+      pool: poolOptions(options),
       embedded,
     };
   }
@@ -82,9 +85,16 @@ export function resolveOptions(input: HsmOptions | string = {}, env: NodeJS.Proc
     libraryParameters: options.libraryParameters ?? nonEmpty(env.HSMKEY_LIBRARY_PARAMETERS),
     selector,
     pin,
-    maxSessions: options.maxSessions,
+    pool: poolOptions(options),
     embedded: undefined,
   };
+}
+
+function poolOptions(options: HsmOptions): PoolOptions {
+  const pool: PoolOptions = {};
+  if (options.maxSessions !== undefined) pool.maxSessions = options.maxSessions;
+  if (options.operationTimeoutMs !== undefined) pool.operationTimeoutMs = options.operationTimeoutMs;
+  return pool;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -4,6 +4,11 @@
  * Invariant: a session is lent to exactly one operation at a time, from its *Init call to its final
  * call, so concurrent operations never meet CKR_OPERATION_ACTIVE. Callers wait in FIFO order when
  * every session is lent. A session on which anything failed is closed, never reused.
+ *
+ * Time limits: an operation (its wait for a session included) that takes longer than
+ * `operationTimeoutMs` is rejected with ERR_HSM_TIMEOUT; PKCS#11 cannot cancel the call, so its
+ * session stays lent until the call finally returns. A session idle for longer than
+ * `idleCheckMs` is checked (C_GetSessionInfo) before it is lent again.
  */
 import type * as pkcs11 from "pkcs11js";
 import { SessionError } from "../errors.js";
@@ -15,6 +20,10 @@ const CKF_SERIAL_SESSION = 4;
 export interface PoolOptions {
   /** Most sessions open at once (default 8). */
   maxSessions?: number;
+  /** Reject an operation still pending after this many ms (default 30,000; 0: never). */
+  operationTimeoutMs?: number;
+  /** Check a session idle for longer than this before lending it (default 60,000). */
+  idleCheckMs?: number;
 }
 
 export interface PoolStats {
@@ -31,7 +40,10 @@ export class SessionPool {
   readonly #lib: pkcs11.PKCS11;
   readonly #slot: pkcs11.Handle;
   readonly #describe: string;
+  readonly operationTimeoutMs: number;
+  readonly idleCheckMs: number;
   readonly #idle: pkcs11.Handle[] = [];
+  readonly #idleSince = new WeakMap<pkcs11.Handle, number>();
   readonly #busy = new Set<pkcs11.Handle>();
   readonly #waiting: Waiter[] = [];
   #closed = false;
@@ -41,6 +53,8 @@ export class SessionPool {
     this.#slot = slot;
     this.#describe = describe;
     this.maxSessions = Math.max(1, options.maxSessions ?? 8);
+    this.operationTimeoutMs = options.operationTimeoutMs ?? 30_000;
+    this.idleCheckMs = options.idleCheckMs ?? 60_000;
   }
 
   /** Open a session outside the pool (the caller closes it). */
@@ -52,10 +66,27 @@ export class SessionPool {
     }
   }
 
-  /** Lend a session to `fn` for its whole duration. */
-  async use<T>(fn: (session: pkcs11.Handle) => T | Promise<T>): Promise<T> {
-    const session = this.#takeIdle() ?? (await this.#wait());
-    return this.#run(session, fn);
+  /** Lend a session to `fn` for its whole duration, within the operation time limit. */
+  use<T>(fn: (session: pkcs11.Handle) => T | Promise<T>): Promise<T> {
+    const idle = this.#takeIdle();
+    const work = idle ? this.#run(idle, fn) : this.#wait().then((session) => this.#run(session, fn));
+    if (this.operationTimeoutMs <= 0) return work;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new SessionError(`An operation on ${this.#describe} took longer than ${this.operationTimeoutMs} ms`, "ERR_HSM_TIMEOUT"));
+      }, this.operationTimeoutMs);
+      timer.unref();
+      work.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
   }
 
   /**
@@ -89,10 +120,30 @@ export class SessionPool {
   #takeIdle(): pkcs11.Handle | undefined {
     if (this.#closed) throw new SessionError(`${this.#describe} is closed`, "ERR_HSM_CLOSED");
     if (this.#waiting.length > 0) return undefined; // keep FIFO fairness
-    let session = this.#idle.pop();
+    let session = this.#popIdle();
     if (!session && this.#busy.size < this.maxSessions) session = this.openSession();
     if (session) this.#busy.add(session);
     return session;
+  }
+
+  /** The most recently used idle session, checked first if it sat idle for long. */
+  #popIdle(): pkcs11.Handle | undefined {
+    for (;;) {
+      const session = this.#idle.pop();
+      if (!session) return undefined;
+      const since = this.#idleSince.get(session) ?? 0;
+      if (Date.now() - since < this.idleCheckMs || this.#alive(session)) return session;
+      this.#closeQuietly(session);
+    }
+  }
+
+  #alive(session: pkcs11.Handle): boolean {
+    try {
+      this.#lib.C_GetSessionInfo(session);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   #wait(): Promise<pkcs11.Handle> {
@@ -110,6 +161,7 @@ export class SessionPool {
     if (failed || this.#closed) {
       this.#closeQuietly(session);
     } else {
+      this.#idleSince.set(session, Date.now());
       this.#idle.push(session);
     }
     this.#serveWaiters();
@@ -117,7 +169,7 @@ export class SessionPool {
 
   #serveWaiters(): void {
     while (this.#waiting.length > 0 && !this.#closed) {
-      let session = this.#idle.pop();
+      let session = this.#popIdle();
       if (!session && this.#busy.size < this.maxSessions) {
         try {
           session = this.openSession();

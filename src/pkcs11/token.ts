@@ -19,7 +19,7 @@ import { mechanismName } from "./constants.js";
 import { ckrOf, SESSION_LOST, tokenError } from "./ckr.js";
 import { acquireModule, type LoadedModule } from "./module.js";
 import { inlineBudget, type Placement } from "./inline-budget.js";
-import { SessionPool, type PoolStats } from "./pool.js";
+import { SessionPool, type PoolOptions, type PoolStats } from "./pool.js";
 import { describeSelector, findToken, type TokenSelector } from "./slot.js";
 
 const CKU_USER = 1;
@@ -30,7 +30,7 @@ export interface TokenOpenOptions {
   libraryParameters?: string;
   selector: TokenSelector;
   pin?: string;
-  maxSessions?: number;
+  pool?: PoolOptions;
 }
 
 const pins = new WeakMap<Token, string>();
@@ -75,7 +75,7 @@ export class Token {
     this.model = match.info.model.trim();
     this.loginRequired = (match.info.flags & CKF_LOGIN_REQUIRED) !== 0;
     this.mechanisms = new Set(this.#call(() => module.lib.C_GetMechanismList(this.slot), "C_GetMechanismList"));
-    this.pool = new SessionPool(module.lib, this.slot, this.describe(), { maxSessions: options.maxSessions });
+    this.pool = new SessionPool(module.lib, this.slot, this.describe(), options.pool);
   }
 
   /** Load the module, find the token, open the anchor session and log in. */

@@ -1,4 +1,5 @@
 /** Subject names and subjectAltName entries from the short strings people type. */
+import "./reflect.js";
 import * as x509 from "@peculiar/x509";
 import { InvalidInputError } from "../errors.js";
 

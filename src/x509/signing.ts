@@ -3,7 +3,6 @@
  * needs (the private half stays in the token; the public half is an ordinary CryptoKey).
  */
 import { InvalidInputError, UnsupportedAlgorithmError } from "../errors.js";
-import type { Hsm } from "../hsm.js";
 import type { HsmKey } from "../jose/hsm-key.js";
 import { shapeOf, type JoseAlgorithm } from "../jose/algorithms.js";
 
@@ -56,9 +55,4 @@ function defaultSigningAlg(key: HsmKey): string {
   if (key.kty === "OKP") return "EdDSA";
   const curve = (key.privateKey?.algorithm ?? key.publicKey?.algorithm) as EcKeyAlgorithm | undefined;
   return curve?.namedCurve === "P-384" ? "ES384" : curve?.namedCurve === "P-521" ? "ES512" : "ES256";
-}
-
-/** The WebCrypto provider @peculiar/x509 is given: the key's token. */
-export function cryptoOf(hsm: Hsm): Crypto {
-  return hsm.crypto as unknown as Crypto;
 }
