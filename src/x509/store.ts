@@ -9,6 +9,7 @@ import { InvalidInputError } from "../errors.js";
 import type { Hsm } from "../hsm.js";
 import type { HsmKey } from "../jose/hsm-key.js";
 import { findObjects, readAttributes } from "../pkcs11/attributes.js";
+import { tokenError } from "../pkcs11/ckr.js";
 import { CKA, CKC_X_509, CKO } from "../pkcs11/constants.js";
 import { cryptoFor } from "./provider.js";
 
@@ -52,12 +53,16 @@ export async function storeCertificate(
   ];
   if (key.label !== undefined) template.push({ type: CKA.LABEL, value: key.label });
   if (key.id?.length) template.push({ type: CKA.ID, value: Buffer.from(key.id) });
-  return token.withSession((session) => {
-    const old = options.replace === false ? [] : findObjects(token.lib, session, certificateTemplate(key));
-    token.lib.C_CreateObject(session, template);
-    for (const h of old) token.lib.C_DestroyObject(session, h);
-    return old.length;
-  });
+  const find = certificateTemplate(key);
+  return wrap(
+    token.withSession((session) => {
+      const old = options.replace === false ? [] : findObjects(token.lib, session, find);
+      token.lib.C_CreateObject(session, template);
+      for (const h of old) token.lib.C_DestroyObject(session, h);
+      return old.length;
+    }),
+    `Storing the certificate of key '${key.kid}' (C_CreateObject) on ${token.describe()}`,
+  );
 }
 
 /** The certificate stored for `key` (the first whose public key is the key's), or undefined. */
@@ -72,8 +77,10 @@ export async function getCertificate(hsm: Hsm, key: HsmKey): Promise<x509.X509Ce
 /** Every certificate object stored with the key's CKA_ID (or label, for keys without an id). */
 export async function getCertificates(hsm: Hsm, key: HsmKey): Promise<x509.X509Certificate[]> {
   const token = hsm.token;
-  const values = await token.withSession((session) =>
-    findObjects(token.lib, session, certificateTemplate(key)).map((h) => readAttributes(token.lib, session, h, [CKA.VALUE]).get(CKA.VALUE)),
+  const find = certificateTemplate(key);
+  const values = await wrap(
+    token.withSession((session) => findObjects(token.lib, session, find).map((h) => readAttributes(token.lib, session, h, [CKA.VALUE]).get(CKA.VALUE))),
+    `Reading the certificates of key '${key.kid}' on ${token.describe()}`,
   );
   const out: x509.X509Certificate[] = [];
   for (const value of values) {
@@ -90,11 +97,23 @@ export async function getCertificates(hsm: Hsm, key: HsmKey): Promise<x509.X509C
 /** Destroy the certificates stored for `key`. Returns how many. */
 export async function deleteCertificates(hsm: Hsm, key: HsmKey): Promise<number> {
   const token = hsm.token;
-  return token.withSession((session) => {
-    const handles = findObjects(token.lib, session, certificateTemplate(key));
-    for (const h of handles) token.lib.C_DestroyObject(session, h);
-    return handles.length;
-  });
+  const find = certificateTemplate(key);
+  return wrap(
+    token.withSession((session) => {
+      const handles = findObjects(token.lib, session, find);
+      for (const h of handles) token.lib.C_DestroyObject(session, h);
+      return handles.length;
+    }),
+    `Deleting the certificates of key '${key.kid}' on ${token.describe()}`,
+  );
+}
+
+async function wrap<T>(pending: Promise<T>, what: string): Promise<T> {
+  try {
+    return await pending;
+  } catch (error) {
+    throw tokenError(error, what);
+  }
 }
 
 function certificateTemplate(key: HsmKey): pkcs11.Template {
