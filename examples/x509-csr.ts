@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
+import "reflect-metadata"; // @peculiar/x509 requires a Reflect metadata polyfill, loaded first
 import * as x509 from "@peculiar/x509";
 
 async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {

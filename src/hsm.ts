@@ -9,13 +9,12 @@ import { materialFromJwk, materialFromPkcs8 } from "./webcrypto/key-material.js"
 import { HsmCrypto } from "./webcrypto/crypto.js";
 import { destroyObjects, generateKeyPair, generateSecretKey, importKeyMaterial, type KeyMaterial } from "./pkcs11/keygen.js";
 import { countObjects, describeReference, findKey, listKeyObjects, resolveReference, type KeyRef, type KeyReference } from "./pkcs11/find-key.js";
-import { findObjects } from "./pkcs11/attributes.js";
-import { CKA } from "./pkcs11/constants.js";
 import { Token } from "./pkcs11/token.js";
 import type { PoolStats } from "./pkcs11/pool.js";
 import type { TokenKey } from "./pkcs11/token-key.js";
 import { resolveOptions, type HsmOptions } from "./options.js";
-import { HsmKey, type HsmKeyOptions } from "./jose/hsm-key.js";
+import { HsmKey, type HsmKeyOptions, type KeyParts } from "./jose/hsm-key.js";
+import { deleteCertificateObjects, findCertificateValues } from "./pkcs11/certificates.js";
 import { shapeOf, type JoseAlgorithm } from "./jose/algorithms.js";
 import { capabilitiesFor, specFor, type SpecOptions } from "./jose/key-spec.js";
 
@@ -86,10 +85,35 @@ export class Hsm implements AsyncDisposable {
    */
   async getKey(ref: KeyRef | (KeyReference & HsmKeyOptions), options: HsmKeyOptions = {}): Promise<HsmKey> {
     this.#token.assertOpen();
-    if (typeof ref === "string") return HsmKey.create(await findKey(this.#token, ref), options);
+    if (typeof ref === "string") return HsmKey.create(await this.#withCertificates(await findKey(this.#token, ref)), options);
     const { kid, alg, use, keyOps, ...reference } = ref as KeyReference & HsmKeyOptions;
     const inline: HsmKeyOptions = { ...(kid !== undefined ? { kid } : {}), ...(alg !== undefined ? { alg } : {}), ...(use !== undefined ? { use } : {}), ...(keyOps !== undefined ? { keyOps } : {}) };
-    return HsmKey.create(await findKey(this.#token, reference), { ...inline, ...options });
+    return HsmKey.create(await this.#withCertificates(await findKey(this.#token, reference)), { ...inline, ...options });
+  }
+
+  /**
+   * Store `certificate` (an @peculiar/x509 or node:crypto X509Certificate, PEM, or DER) on the token
+   * beside `key` (same CKA_ID and label), replacing the one stored before. Its public key must be the
+   * key's. From then on `key.exportPublic()` and key sets publish it as `x5c` / `x5t#S256`.
+   */
+  async storeCertificate(key: HsmKey, certificate: string | BufferSource | { rawData: ArrayBuffer } | { raw: Buffer }): Promise<void> {
+    this.#token.assertOpen();
+    const { storeCertificate } = await import("./x509/store.js");
+    const der = "rawData" in (certificate as object) ? (certificate as { rawData: ArrayBuffer }).rawData : "raw" in (certificate as object) ? new Uint8Array((certificate as { raw: Buffer }).raw) : (certificate as string | BufferSource);
+    await storeCertificate(this, key, der);
+  }
+
+  /** The certificate stored for `key` (an @peculiar/x509 X509Certificate), or undefined. */
+  async getCertificate(key: HsmKey): Promise<import("@peculiar/x509").X509Certificate | undefined> {
+    this.#token.assertOpen();
+    const { getCertificate } = await import("./x509/store.js");
+    return getCertificate(this, key);
+  }
+
+  async #withCertificates(parts: KeyParts): Promise<KeyParts> {
+    const owner = (parts.privateKey ?? parts.publicKey)?.info;
+    if (!owner || (!owner.id?.length && owner.label === undefined)) return parts;
+    return { ...parts, certificates: await findCertificateValues(this.#token, owner) };
   }
 
   /**
@@ -148,9 +172,9 @@ export class Hsm implements AsyncDisposable {
       }
       const pub = publics.find((p) => !used.has(p) && (o.info.id?.length ? sameBytes(p.info.id, o.info.id) : p.info.label === o.info.label));
       if (pub) used.add(pub);
-      keys.push(await this.#hsmKeyOrSkip({ privateKey: o, ...(pub ? { publicKey: pub } : {}) }));
+      keys.push(await this.#hsmKeyOrSkip(await this.#withCertificates({ privateKey: o, ...(pub ? { publicKey: pub } : {}) })));
     }
-    for (const p of publics) if (!used.has(p)) keys.push(await this.#hsmKeyOrSkip({ publicKey: p }));
+    for (const p of publics) if (!used.has(p)) keys.push(await this.#hsmKeyOrSkip(await this.#withCertificates({ publicKey: p })));
     return keys.filter((k): k is HsmKey => k !== undefined);
   }
 
@@ -159,13 +183,9 @@ export class Hsm implements AsyncDisposable {
     this.#token.assertOpen();
     const found = await findKey(this.#token, ref);
     const parts = [found.privateKey, found.publicKey, found.secretKey].filter((p): p is TokenKey => p !== undefined);
-    const id = parts.find((p) => p.info.id?.length)?.info.id;
-    return this.#token.withSession((session) => {
-      const handles = parts.map((p) => p.handle(session));
-      if (id) handles.push(...findObjects(this.#token.lib, session, [{ type: CKA.CLASS, value: 1 }, { type: CKA.ID, value: Buffer.from(id) }]));
-      for (const h of handles) this.#token.lib.C_DestroyObject(session, h);
-      return handles.length;
-    });
+    const owner = parts.find((p) => p.info.id?.length)?.info;
+    await destroyObjects(this.#token, parts);
+    return parts.length + (owner ? await deleteCertificateObjects(this.#token, owner) : 0);
   }
 
   /** Sessions in use and objects on the token (for monitoring, and for tests that check nothing leaked). */
@@ -207,7 +227,7 @@ export class Hsm implements AsyncDisposable {
     }
   }
 
-  async #hsmKeyOrSkip(parts: { privateKey?: TokenKey; publicKey?: TokenKey; secretKey?: TokenKey }): Promise<HsmKey | undefined> {
+  async #hsmKeyOrSkip(parts: KeyParts): Promise<HsmKey | undefined> {
     try {
       return await HsmKey.create(parts);
     } catch {

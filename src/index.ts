@@ -27,4 +27,3 @@ export {
   InvalidInputError,
   type HsmErrorCode,
 } from "./errors.js";
-export * from "./x509/index.js";

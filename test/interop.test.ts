@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import "reflect-metadata"; // @peculiar/x509 needs it loaded first (its documented requirement)
+import "reflect-metadata"; // @peculiar/x509 requires a Reflect metadata polyfill, loaded first
 import * as oauth from "oauth4webapi";
 import * as x509 from "@peculiar/x509";
 import { installShim, type Hsm, type HsmKey } from "../src/index.js";

@@ -5,6 +5,7 @@
  * `as(alg)` gives the same token object shaped for another algorithm.
  */
 import { inspect } from "node:util";
+import { createHash, createPublicKey, X509Certificate, type JsonWebKey as NodeJwk } from "node:crypto";
 import { calculateJwkThumbprint } from "jose";
 import { KeyExportError, UnsupportedAlgorithmError } from "../errors.js";
 import type { TokenKey } from "../pkcs11/token-key.js";
@@ -17,6 +18,8 @@ export interface KeyParts {
   privateKey?: TokenKey;
   publicKey?: TokenKey;
   secretKey?: TokenKey;
+  /** DER of certificates stored with the key; the one for this public key is published as x5c. */
+  certificates?: Uint8Array[];
 }
 
 export interface HsmKeyOptions {
@@ -30,7 +33,7 @@ export interface HsmKeyOptions {
   keyOps?: string[];
 }
 
-export type PublicJwk = JsonWebKey & { kid: string; alg: string; use: string; key_ops?: string[] };
+export type PublicJwk = JsonWebKey & { kid: string; alg: string; use: string; key_ops?: string[]; x5c?: string[]; "x5t#S256"?: string };
 
 type Kty = "RSA" | "EC" | "OKP" | "oct";
 
@@ -42,6 +45,19 @@ interface Shared {
   /** Native public CryptoKeys per algorithm, made once (as() is synchronous). */
   publicKeys: Map<JoseAlgorithm, CryptoKey>;
   algorithms: JoseAlgorithm[];
+  /** DER of the key's certificate, when the token holds one. */
+  certificate: Uint8Array | undefined;
+}
+
+const sharedOf = new WeakMap<HsmKey, Shared>();
+
+/**
+ * Record (or forget, with undefined) the certificate of a key after it was stored on (or deleted
+ * from) the token, so that exportPublic() of this key and of its as() views publishes it.
+ */
+export function attachCertificate(key: HsmKey, der: Uint8Array | undefined): void {
+  const shared = sharedOf.get(key);
+  if (shared) shared.certificate = der;
 }
 
 export class HsmKey {
@@ -72,6 +88,7 @@ export class HsmKey {
       );
     }
     this.#shared = shared;
+    sharedOf.set(this, shared);
     this.kid = shared.kid;
     this.alg = alg;
     this.use = use ?? shape.use;
@@ -102,7 +119,8 @@ export class HsmKey {
       }
     }
     const algorithms = fitting.filter((a) => tokenSupports(shapeOf(a), main.info, main.token));
-    const shared: Shared = { parts, kid, keyOps: options.keyOps, publicJwk, publicKeys, algorithms };
+    const certificate = publicJwk ? certificateFor(publicJwk, parts.certificates ?? []) : undefined;
+    const shared: Shared = { parts, kid, keyOps: options.keyOps, publicJwk, publicKeys, algorithms, certificate };
     const preferred = defaultAlgorithm(main.info);
     const alg = (options.alg ?? (algorithms.includes(preferred) || !algorithms.length ? preferred : algorithms[0]!)) as JoseAlgorithm;
     shapeOf(alg);
@@ -113,6 +131,11 @@ export class HsmKey {
   as(alg: JoseAlgorithm | string): HsmKey {
     if (alg === this.alg) return this;
     return new HsmKey(this.#shared, alg as JoseAlgorithm, undefined);
+  }
+
+  /** DER of the key's certificate stored on the token, if any. */
+  get certificate(): Uint8Array | undefined {
+    return this.#shared.certificate;
   }
 
   /** The token objects behind this key. */
@@ -126,6 +149,11 @@ export class HsmKey {
     if (!jwk) throw new KeyExportError(`Key '${this.kid}' is a secret key: it has no public part to export`);
     const out: PublicJwk = { ...jwk, kid: this.kid, use: this.use, alg: this.alg };
     if (this.#shared.keyOps) out.key_ops = [...this.#shared.keyOps];
+    const cert = this.#shared.certificate;
+    if (cert) {
+      out.x5c = [Buffer.from(cert).toString("base64")];
+      out["x5t#S256"] = createHash("sha256").update(cert).digest("base64url");
+    }
     return out;
   }
 
@@ -142,6 +170,19 @@ export class HsmKey {
     const where = mainPart(this.#shared.parts).describe();
     return `HsmKey { kid: '${this.kid}', kty: '${this.kty}', alg: '${this.alg}', ${where} }`;
   }
+}
+
+/** The certificate among `ders` whose public key is `jwk` (RFC 7517: x5c must match the key). */
+function certificateFor(jwk: JsonWebKey, ders: Uint8Array[]): Uint8Array | undefined {
+  if (ders.length === 0) return undefined;
+  const spki = createPublicKey({ key: jwk as NodeJwk, format: "jwk" }).export({ type: "spki", format: "der" });
+  return ders.find((der) => {
+    try {
+      return new X509Certificate(der).publicKey.export({ type: "spki", format: "der" }).equals(spki);
+    } catch {
+      return false;
+    }
+  });
 }
 
 function mainPart(parts: KeyParts): TokenKey {

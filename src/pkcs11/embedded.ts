@@ -19,7 +19,7 @@
  * SoftHSM configuration at the same time.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type * as pkcs11 from "pkcs11js";
 import { HsmError, InvalidInputError, ModuleLoadError } from "../errors.js";
@@ -140,7 +140,16 @@ export function ensureEmbeddedToken(options: EmbeddedTokenOptions = {}): Embedde
 
   const userPinPath = join(home, "user.pin");
   const soPinPath = join(home, "so.pin");
-  const loaded = acquireModule({ path: module });
+  // Two processes starting at once on a new home would each create a token: take turns. The lock
+  // is held from before C_Initialize (SoftHSM reads the token directory then) to after creation.
+  const unlock = lockHome(home);
+  let loaded: ReturnType<typeof acquireModule>;
+  try {
+    loaded = acquireModule({ path: module });
+  } catch (error) {
+    unlock();
+    throw error;
+  }
   try {
     const lib = loaded.lib;
     if (findTokenSlot(lib, label) !== undefined) {
@@ -165,6 +174,36 @@ export function ensureEmbeddedToken(options: EmbeddedTokenOptions = {}): Embedde
     return { home, module, token: label, pin, configPath, created: true };
   } finally {
     loaded.release();
+    unlock();
+  }
+}
+
+const LOCK_STALE_MS = 60_000;
+const LOCK_WAIT_MS = 30_000;
+
+/** An exclusive lock file in `home`; returns its release. A lock older than a minute is stale. */
+function lockHome(home: string): () => void {
+  const path = join(home, ".init.lock");
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+      return () => rmSync(path, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    let age = 0;
+    try {
+      age = Date.now() - statSync(path).mtimeMs;
+    } catch {
+      continue; // released meanwhile
+    }
+    if (age > LOCK_STALE_MS) {
+      rmSync(path, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new HsmError(`Timed out waiting for ${path}: another process is creating the embedded token`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25); // synchronous 25 ms pause
   }
 }
 

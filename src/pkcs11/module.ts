@@ -3,10 +3,12 @@
  *
  * Invariant: a library file is loaded and C_Initialize'd at most once per process (two dlopen()s of
  * one file share its state, so a second C_Initialize/C_Finalize would act on the first user's).
- * C_Finalize runs when the last user releases it. C_Initialize always passes CKF_OS_LOCKING_OK:
+ * C_Finalize runs when the last user of the main thread releases it, and only if that thread
+ * initialised it: worker threads share the library and never finalize it under the others. C_Initialize always passes CKF_OS_LOCKING_OK:
  * without it SoftHSM corrupts its heap as soon as two sessions run async calls at once.
  */
 import { existsSync, realpathSync } from "node:fs";
+import { isMainThread } from "node:worker_threads";
 import * as graphene from "graphene-pk11";
 import type * as pkcs11 from "pkcs11js";
 import { ModuleLoadError } from "../errors.js";
@@ -35,6 +37,8 @@ interface Entry {
   libraryParameters: string | undefined;
   module: graphene.Module;
   users: number;
+  /** False when C_Initialize said CKR_CRYPTOKI_ALREADY_INITIALIZED: another thread of this process owns the library. */
+  ownsInit: boolean;
 }
 
 const loaded = new Map<string, Entry>();
@@ -52,11 +56,16 @@ export function acquireModule(options: ModuleOptions): LoadedModule {
     );
   }
   if (!entry) {
-    entry = { path, libraryParameters: options.libraryParameters, module: load(options.path), users: 0 };
+    entry = { path, libraryParameters: options.libraryParameters, module: load(options.path), users: 0, ownsInit: true };
     try {
       const init: pkcs11.InitializationOptions = { flags: CKF_OS_LOCKING_OK };
       if (options.libraryParameters !== undefined) init.libraryParameters = options.libraryParameters;
-      entry.module.initialize(init);
+      try {
+        entry.module.lib.C_Initialize(init);
+      } catch (error) {
+        if (ckrOf(error) !== "CKR_CRYPTOKI_ALREADY_INITIALIZED") throw error;
+        entry.ownsInit = false;
+      }
     } catch (error) {
       safely(() => entry!.module.close());
       throw new ModuleLoadError(`C_Initialize of PKCS#11 module ${options.path} failed: ${ckrOf(error) ?? (error as Error).message}`, {
@@ -92,7 +101,9 @@ function handleFor(entry: Entry): LoadedModule {
       released = true;
       if (--entry.users > 0) return;
       loaded.delete(entry.path);
-      safely(() => entry.module.finalize());
+      // The library is one per process, shared by its threads: only the main thread, and only when its
+      // own C_Initialize did the initialising, finalizes it.
+      if (entry.ownsInit && isMainThread) safely(() => entry.module.finalize());
       safely(() => entry.module.close());
     },
   };

@@ -1,6 +1,6 @@
 /** X.509 certificates signed by HSM keys: self-signed, and issued by a CA key in the token. */
 import { randomBytes } from "node:crypto";
-import "./reflect.js";
+import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { InvalidInputError } from "../errors.js";
 import { HsmKey } from "../jose/hsm-key.js";

@@ -1,5 +1,5 @@
 /** PKCS#10 certificate signing requests for HSM keys, signed in the token. */
-import "./reflect.js";
+import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import type { HsmKey } from "../jose/hsm-key.js";
 import type { JoseAlgorithm } from "../jose/algorithms.js";

@@ -1,5 +1,5 @@
 /** X.509 for HSM keys: CSRs and certificates signed in the token, certificates stored on it. */
-import "./reflect.js";
+import "reflect-metadata";
 export { createCsr, type CsrOptions } from "./csr.js";
 export { createSelfSignedCertificate, issueCertificate, type CertificateOptions, type IssueOptions } from "./certificate.js";
 export {
@@ -12,6 +12,5 @@ export {
   type StoreCertificateOptions,
 } from "./store.js";
 export { x5cOf, x5tS256Of } from "./thumbprints.js";
-export { exportPublicWithCertificate, jwksWithCertificates, type PublicJwkWithCertificate } from "./jwk.js";
 export { signerOf, type Signer } from "./signing.js";
 export { parseSan, type SanInput } from "./names.js";

@@ -1,5 +1,5 @@
 /** Subject names and subjectAltName entries from the short strings people type. */
-import "./reflect.js";
+import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { InvalidInputError } from "../errors.js";
 

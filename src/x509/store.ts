@@ -2,15 +2,12 @@
  * Certificates on the token: a CKO_CERTIFICATE (CKC_X_509) object per key, carrying the key's
  * CKA_ID and label so that PKCS#11 tools (and `hsm.deleteKey`) pair it with the key.
  */
-import "./reflect.js";
+import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import type * as pkcs11 from "pkcs11js";
 import { InvalidInputError } from "../errors.js";
 import type { Hsm } from "../hsm.js";
-import type { HsmKey } from "../jose/hsm-key.js";
-import { findObjects, readAttributes } from "../pkcs11/attributes.js";
-import { tokenError } from "../pkcs11/ckr.js";
-import { CKA, CKC_X_509, CKO } from "../pkcs11/constants.js";
+import { attachCertificate, type HsmKey } from "../jose/hsm-key.js";
+import { deleteCertificateObjects, findCertificateValues, storeCertificateObject } from "../pkcs11/certificates.js";
 import { cryptoFor } from "./provider.js";
 
 export interface StoreCertificateOptions {
@@ -40,35 +37,24 @@ export async function storeCertificate(
 ): Promise<number> {
   const cert = parseCertificate(certificate);
   await assertCertificateOfKey(key, cert);
-  const token = hsm.token;
-  const template: pkcs11.Template = [
-    { type: CKA.CLASS, value: CKO.CERTIFICATE },
-    { type: CKA.CERTIFICATE_TYPE, value: CKC_X_509 },
-    { type: CKA.TOKEN, value: true },
-    { type: CKA.PRIVATE, value: false },
-    { type: CKA.SUBJECT, value: Buffer.from(cert.subjectName.toArrayBuffer()) },
-    { type: CKA.ISSUER, value: Buffer.from(cert.issuerName.toArrayBuffer()) },
-    { type: CKA.SERIAL_NUMBER, value: derInteger(cert.serialNumber) },
-    { type: CKA.VALUE, value: Buffer.from(cert.rawData) },
-  ];
-  if (key.label !== undefined) template.push({ type: CKA.LABEL, value: key.label });
-  if (key.id?.length) template.push({ type: CKA.ID, value: Buffer.from(key.id) });
-  const find = certificateTemplate(key);
-  return wrap(
-    token.withSession((session) => {
-      const old = options.replace === false ? [] : findObjects(token.lib, session, find);
-      token.lib.C_CreateObject(session, template);
-      for (const h of old) token.lib.C_DestroyObject(session, h);
-      return old.length;
-    }),
-    `Storing the certificate of key '${key.kid}' (C_CreateObject) on ${token.describe()}`,
+  const replaced = await storeCertificateObject(
+    hsm.token,
+    key,
+    {
+      der: new Uint8Array(cert.rawData),
+      subject: new Uint8Array(cert.subjectName.toArrayBuffer()),
+      issuer: new Uint8Array(cert.issuerName.toArrayBuffer()),
+      serialNumber: derInteger(cert.serialNumber),
+    },
+    options.replace !== false,
   );
+  attachCertificate(key, new Uint8Array(cert.rawData));
+  return replaced;
 }
 
 /** The certificate stored for `key` (the first whose public key is the key's), or undefined. */
 export async function getCertificate(hsm: Hsm, key: HsmKey): Promise<x509.X509Certificate | undefined> {
-  const certs = await getCertificates(hsm, key);
-  for (const cert of certs) {
+  for (const cert of await getCertificates(hsm, key)) {
     if (await isCertificateOfKey(key, cert)) return cert;
   }
   return undefined;
@@ -76,17 +62,10 @@ export async function getCertificate(hsm: Hsm, key: HsmKey): Promise<x509.X509Ce
 
 /** Every certificate object stored with the key's CKA_ID (or label, for keys without an id). */
 export async function getCertificates(hsm: Hsm, key: HsmKey): Promise<x509.X509Certificate[]> {
-  const token = hsm.token;
-  const find = certificateTemplate(key);
-  const values = await wrap(
-    token.withSession((session) => findObjects(token.lib, session, find).map((h) => readAttributes(token.lib, session, h, [CKA.VALUE]).get(CKA.VALUE))),
-    `Reading the certificates of key '${key.kid}' on ${token.describe()}`,
-  );
   const out: x509.X509Certificate[] = [];
-  for (const value of values) {
-    if (!value?.length) continue;
+  for (const der of await findCertificateValues(hsm.token, key)) {
     try {
-      out.push(new x509.X509Certificate(new Uint8Array(value)));
+      out.push(new x509.X509Certificate(new Uint8Array(der)));
     } catch {
       // not a certificate hsmkey can read: skipped
     }
@@ -96,35 +75,9 @@ export async function getCertificates(hsm: Hsm, key: HsmKey): Promise<x509.X509C
 
 /** Destroy the certificates stored for `key`. Returns how many. */
 export async function deleteCertificates(hsm: Hsm, key: HsmKey): Promise<number> {
-  const token = hsm.token;
-  const find = certificateTemplate(key);
-  return wrap(
-    token.withSession((session) => {
-      const handles = findObjects(token.lib, session, find);
-      for (const h of handles) token.lib.C_DestroyObject(session, h);
-      return handles.length;
-    }),
-    `Deleting the certificates of key '${key.kid}' on ${token.describe()}`,
-  );
-}
-
-async function wrap<T>(pending: Promise<T>, what: string): Promise<T> {
-  try {
-    return await pending;
-  } catch (error) {
-    throw tokenError(error, what);
-  }
-}
-
-function certificateTemplate(key: HsmKey): pkcs11.Template {
-  const t: pkcs11.Template = [
-    { type: CKA.CLASS, value: CKO.CERTIFICATE },
-    { type: CKA.CERTIFICATE_TYPE, value: CKC_X_509 },
-  ];
-  if (key.id?.length) t.push({ type: CKA.ID, value: Buffer.from(key.id) });
-  else if (key.label !== undefined) t.push({ type: CKA.LABEL, value: key.label });
-  else throw new InvalidInputError(`Key '${key.kid}' has neither CKA_ID nor label: a certificate cannot be paired with it`);
-  return t;
+  const deleted = await deleteCertificateObjects(hsm.token, key);
+  attachCertificate(key, undefined);
+  return deleted;
 }
 
 async function spkiOf(key: HsmKey): Promise<Buffer> {
@@ -145,12 +98,12 @@ async function assertCertificateOfKey(key: HsmKey, cert: x509.X509Certificate): 
 }
 
 /** DER INTEGER of a hex serial number (CKA_SERIAL_NUMBER holds the DER encoding). */
-export function derInteger(hex: string): Buffer {
+export function derInteger(hex: string): Uint8Array {
   let bytes = Buffer.from(hex.length % 2 ? `0${hex}` : hex, "hex");
   while (bytes.length > 1 && bytes[0] === 0 && bytes[1]! < 0x80) bytes = bytes.subarray(1);
   if (bytes.length === 0) bytes = Buffer.from([0]);
   if (bytes[0]! >= 0x80) bytes = Buffer.concat([Buffer.from([0]), bytes]);
-  return Buffer.concat([Buffer.from([0x02]), derLength(bytes.length), bytes]);
+  return new Uint8Array(Buffer.concat([Buffer.from([0x02]), derLength(bytes.length), bytes]));
 }
 
 function derLength(n: number): Buffer {

@@ -8,10 +8,10 @@ export const jwks: Command = {
   help: ["--key K   only these keys (repeatable); default every key pair on the token", "The JWKS is JSON whether or not --json is given."],
   options: { key: { type: "string", multiple: true } },
   async run(ctx, v) {
-    const { jwksWithCertificates } = await import("../../x509/jwk.js");
     const hsm = await ctx.hsm();
     const refs = (v.key as string[] | undefined) ?? [];
     const keys: HsmKey[] = refs.length ? await Promise.all(refs.map((r) => ctx.key(r))) : await hsm.listKeys();
-    ctx.out(JSON.stringify(await jwksWithCertificates(hsm, keys), null, 2));
+    const published = keys.filter((k) => k.kty !== "oct" && k.publicKey).map((k) => k.exportPublic());
+    ctx.out(JSON.stringify({ keys: published }, null, 2));
   },
 };

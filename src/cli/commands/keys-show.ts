@@ -8,11 +8,10 @@ export const keysShow: Command = {
   help: ["--key K   label, kid, id:HEX or pkcs11: URI"],
   options: { key: { type: "string" } },
   async run(ctx, v) {
-    const { exportPublicWithCertificate } = await import("../../x509/jwk.js");
     const hsm = await ctx.hsm();
     const key = await ctx.key(v.key);
     const row = await keyRow(hsm, key);
-    const jwk = key.kty === "oct" ? undefined : await exportPublicWithCertificate(hsm, key);
+    const jwk = key.kty === "oct" ? undefined : key.exportPublic();
     ctx.print({ ...row, jwk }, () => {
       const lines = Object.entries(row).map(([k, value]) => `${(k + ":").padEnd(13)} ${Array.isArray(value) ? value.join(",") : (value ?? "-")}`);
       if (jwk) lines.push(`${"jwk:".padEnd(13)} ${JSON.stringify(jwk)}`);
