@@ -10,8 +10,8 @@
 export type Placement = "inline" | "either" | "thread";
 
 const INLINE_BUDGET_MS = 2;
-/** What handing a call to a worker thread costs (pkcs11js async call, measured ~50 µs). */
-const THREAD_HOP_MS = 0.08;
+/** What handing a call to a worker thread costs the main thread, with margin (pkcs11js async call, measured 50-100 µs). */
+const THREAD_HOP_MS = 0.12;
 
 /** Running mean of the inline duration of each mechanism, in ms. */
 const cost = new Map<number, number>();
