@@ -195,7 +195,7 @@ export class Hsm implements AsyncDisposable {
 
   /** Close every session and release the module. Idempotent. */
   async close(): Promise<void> {
-    this.#token.close();
+    await this.#token.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -12,7 +12,7 @@ import type * as pkcs11 from "pkcs11js";
 import { decode, readAttributes, type Template } from "./attributes.js";
 import { ckrOf, tokenError } from "./ckr.js";
 import { CKA, CKK, CKO, mechanismName } from "./constants.js";
-import type { Placement } from "./inline-budget.js";
+import { inlineBudget, type Placement } from "./inline-budget.js";
 import type { TokenKey } from "./token-key.js";
 
 export type Mechanism = pkcs11.Mechanism;
@@ -34,15 +34,39 @@ function run<T>(key: TokenKey, placement: Placement, what: string, fn: Body<T>, 
   });
 }
 
+/** Signatures queued on the signing thread beyond which the main thread signs inline too. */
+const SIGN_THREAD_DEPTH = 8;
+
 /** Slow mechanisms always run on a worker thread; fast ones inline while the turn's budget lasts. */
 const placementOf = (slow: boolean): Placement => (slow ? "thread" : "either");
 
 export function sign(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
-  return run(key, placementOf(slow), `C_Sign (${mechanismName(mechanism.mechanism)})`, (lib, session, handle, inline) => {
+  const what = `C_Sign (${mechanismName(mechanism.mechanism)})`;
+  const body: Body<Buffer> = (lib, session, handle, inline) => {
     lib.C_SignInit(session, mechanism, handle);
     const out = Buffer.alloc(outLength);
     return inline ? lib.C_Sign(session, data, out) : lib.C_SignAsync(session, data, out);
-  }, mechanism.mechanism);
+  };
+  // Fast signatures go to the token's signing thread, in batches, past this turn's inline budget
+  // and while the thread has work but is not swamped (then the main thread signs too). A failure
+  // there counts as the first attempt: a lost session is recovered and the signature tried once
+  // more on a pooled session; anything else is reported as it is.
+  const token = key.token;
+  const busy = token.signThreadLoad();
+  const toThread = !slow && mechanism.parameter === undefined && (!inlineBudget.available() || (busy > 0 && busy < SIGN_THREAD_DEPTH));
+  const handle = toThread ? key.cachedHandle() : undefined;
+  if (!handle) return run(key, placementOf(slow), what, body, mechanism.mechanism);
+  return token
+    .signThread()
+    .sign(mechanism.mechanism, handle, data, outLength)
+    .catch(async (error: unknown) => {
+      if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return run(key, placementOf(slow), what, body, mechanism.mechanism);
+      if (token.closed || !token.isLost(error)) throw tokenError(error, `${what} with ${key.describe()}`);
+      await token.recover();
+      return token.pool.use((session) => body(token.lib, session, key.handle(session), false)).catch((again: unknown) => {
+        throw tokenError(again, `${what} with ${key.describe()}`);
+      });
+    });
 }
 
 export function verify(key: TokenKey, mechanism: Mechanism, data: Buffer, signature: Buffer): Promise<boolean> {

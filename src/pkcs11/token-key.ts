@@ -133,6 +133,11 @@ export class TokenKey {
     return new TokenKey(token, handle, info);
   }
 
+  /** The cached handle if it belongs to the current token generation, else undefined. */
+  cachedHandle(): pkcs11.Handle | undefined {
+    return this.#generation === this.token.generation ? this.#handle : undefined;
+  }
+
   /** The object handle valid in this token generation (looked up again after a recovery). */
   handle(session: pkcs11.Handle): pkcs11.Handle {
     if (this.#generation === this.token.generation) return this.#handle;

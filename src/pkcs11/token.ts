@@ -20,6 +20,7 @@ import { ckrOf, SESSION_LOST, tokenError } from "./ckr.js";
 import { acquireModule, type LoadedModule } from "./module.js";
 import { inlineBudget, type Placement } from "./inline-budget.js";
 import { SessionPool, type PoolOptions, type PoolStats } from "./pool.js";
+import { SignThread } from "./sign-thread.js";
 import { describeSelector, findToken, type TokenSelector } from "./slot.js";
 
 const CKU_USER = 1;
@@ -63,6 +64,7 @@ export class Token {
   #closed = false;
   #recovering: Promise<void> | undefined;
   #anchorQueue: Promise<unknown> = Promise.resolve();
+  #signThread: SignThread | undefined;
 
   private constructor(module: LoadedModule, selector: TokenSelector, options: TokenOpenOptions) {
     this.module = module;
@@ -88,7 +90,7 @@ export class Token {
       token.#openAnchor();
       return token;
     } catch (error) {
-      if (token) token.close();
+      if (token) void token.close();
       else module.release();
       throw error;
     }
@@ -202,8 +204,12 @@ export class Token {
   recover(): Promise<void> {
     this.assertOpen();
     this.#recovering ??= Promise.resolve()
-      .then(() => {
+      .then(async () => {
         this.pool.drainIdle();
+        // The signing thread's session goes too: recovery starts every session afresh.
+        const thread = this.#signThread;
+        this.#signThread = undefined;
+        await thread?.close();
         if (this.#anchor) {
           try {
             this.lib.C_CloseSession(this.#anchor);
@@ -268,15 +274,33 @@ export class Token {
     return placement === "either" ? this.withSession(onThread) : this.withSession(inline);
   }
 
+  /** The token's signing thread, started on first use (see sign-thread.ts). */
+  signThread(): SignThread {
+    this.assertOpen();
+    if (this.#signThread?.broken) {
+      void this.#signThread.close();
+      this.#signThread = undefined;
+    }
+    this.#signThread ??= new SignThread(this.module.path, this.slot);
+    return this.#signThread;
+  }
+
+  /** Signatures queued on or owed by the signing thread (0 when it has not started). */
+  signThreadLoad(): number {
+    return this.#signThread?.pending ?? 0;
+  }
+
   stats(): PoolStats {
     return this.pool.stats();
   }
 
   /** Close every session and release the module (finalized when its last user releases it). */
-  close(): void {
+  async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.pool.close();
+    // The signing thread must be gone before the module may be finalized under it.
+    await this.#signThread?.close();
     if (this.#anchor) {
       try {
         this.lib.C_CloseSession(this.#anchor);
