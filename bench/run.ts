@@ -12,6 +12,8 @@
  *   raw-sync    pkcs11js C_SignInit+C_Sign (C_Decrypt, C_DeriveKey) in a synchronous loop on one
  *               session: what one thread gets from the token (the reference, ratio 1.0)
  *   raw-async   the same through pkcs11js' async calls, one session per core
+ *   raw-threads the synchronous loop in one worker thread per core, each on its own session:
+ *               what the token can give at all, in parallel (its ceiling on this machine)
  *   nwp11       node-webcrypto-p11 signing the same JWS input on the same token, same concurrency
  *   native      Node's WebCrypto with in-memory keys, through jose (the cost without an HSM)
  *   soak        100,000 ES256 JWTs (5,000 with --quick): RSS, sessions and objects before/after
@@ -35,7 +37,7 @@ import type { HsmKey } from "../src/jose/hsm-key.js";
 import { installShim } from "../src/shim/install.js";
 import { CKA, CKD_NULL, CKK, CKM, CKO, PARAMS } from "../src/pkcs11/constants.js";
 
-type Group = "hsmkey" | "raw-sync" | "raw-async" | "nwp11" | "native" | "soak";
+type Group = "hsmkey" | "raw-sync" | "raw-async" | "raw-threads" | "nwp11" | "native" | "soak";
 
 export interface Row {
   group: Group;
@@ -322,6 +324,7 @@ async function main(): Promise<void> {
 
   try {
     await rawReferences(hsm, keys);
+    await rawThreadRows(hsm, keys);
     await hsmkeyRows(keys);
     await nwp11Rows(hsm, keys);
     await nativeRows();
@@ -430,6 +433,69 @@ async function rawReferences(hsm: Hsm, keys: Keys): Promise<void> {
     }
   } finally {
     lib.C_CloseSession(session);
+  }
+}
+
+/** Runs in each raw-threads worker: a synchronous sign loop on a session of its own. */
+const RAW_THREAD_SOURCE = `
+const { parentPort, workerData: w } = require("node:worker_threads");
+const { PKCS11 } = require(w.pkcs11js);
+const lib = new PKCS11();
+lib.load(w.library);
+try { lib.C_Initialize({ flags: 2 }); } catch {}
+const session = lib.C_OpenSession(Buffer.from(w.slot), 6);
+const key = Buffer.from(w.key), input = Buffer.from(w.input), out = Buffer.alloc(w.outLength);
+const latencies = [];
+let ops = 0, errors = 0, firstError;
+const t0 = performance.now(), end = t0 + w.ms;
+while (performance.now() < end) {
+  const s = performance.now();
+  try { lib.C_SignInit(session, w.mechanism, key); lib.C_Sign(session, input, out); ops++; }
+  catch (e) { errors++; firstError ??= String(e && e.message); }
+  if ((ops & 15) === 0) latencies.push(performance.now() - s);
+}
+lib.C_CloseSession(session);
+parentPort.postMessage({ ops, errors, firstError, seconds: (performance.now() - t0) / 1000, latencies });
+`;
+
+async function rawThreadRows(hsm: Hsm, keys: Keys): Promise<void> {
+  const { Worker } = await import("node:worker_threads");
+  const pkcs11js = createRequire(import.meta.url).resolve("pkcs11js");
+  const session = hsm.token.pool.openSession();
+  try {
+    for (const alg of SIGN_ALGS) {
+      const key = keys.sign[alg];
+      if (!key) continue;
+      const { mechanism, input, outLength } = rawSignature(hsm, alg);
+      const handle = (key.objects.privateKey ?? key.objects.secretKey)!.handle(session);
+      const histogram = monitorEventLoopDelay({ resolution: 1 });
+      histogram.enable();
+      type Part = { ops: number; errors: number; firstError?: string; seconds: number; latencies: number[] };
+      const parts = await Promise.all(
+        Array.from({ length: cores }, () => new Promise<Part>((resolvePart, reject) => {
+          const worker = new Worker(RAW_THREAD_SOURCE, {
+            eval: true,
+            workerData: { pkcs11js, library: hsm.token.module.path, slot: new Uint8Array(hsm.token.slot), key: new Uint8Array(handle), mechanism, input: new Uint8Array(input), outLength, ms: rowMs },
+          });
+          worker.once("message", resolvePart);
+          worker.once("error", reject);
+        })),
+      );
+      histogram.disable();
+      const latencies = Float64Array.from(parts.flatMap((p) => p.latencies)).sort();
+      const firstError = parts.find((p) => p.firstError)?.firstError;
+      record("raw-threads", `JWT ${alg}`, cores, {
+        ops: parts.reduce((n, p) => n + p.ops, 0),
+        errors: parts.reduce((n, p) => n + p.errors, 0),
+        ...(firstError ? { firstError } : {}),
+        seconds: Math.max(...parts.map((p) => p.seconds)),
+        latencies,
+        loopMax: histogram.max / 1e6,
+        loopP99: histogram.percentile(99) / 1e6,
+      });
+    }
+  } finally {
+    hsm.token.lib.C_CloseSession(session);
   }
 }
 

@@ -59,6 +59,7 @@ test("npm run bench -- --quick writes every row, with work done and no error on 
       }
     }
     for (const a of SIGN) for (const c of [1, 8, 64]) assert.equal(find("nwp11", `JWT ${a}`, c).length, 1, `nwp11 ${a} c=${c}`);
+    for (const a of SIGN) assert.equal(find("raw-threads", `JWT ${a}`).length, 1, `raw-threads ${a}`);
 
     for (const r of rows) {
       const name = `${r.group} ${r.workload} c=${r.concurrency}`;

@@ -13,8 +13,16 @@ const INLINE_BUDGET_MS = 2;
 /** What handing a call to a worker thread costs the main thread, with margin (pkcs11js async call, measured 50-100 µs). */
 const THREAD_HOP_MS = 0.12;
 
-/** Running mean of the inline duration of each mechanism, in ms. */
+/** Offset of the cost key of a mechanism measured while the signing thread was busy. */
+export const CONTENDED = 2 ** 32;
+
+/** Running mean of the inline duration of each mechanism, in ms, and how many samples made it. */
 const cost = new Map<number, number>();
+const samples = new Map<number, number>();
+/** Samples needed before a mechanism is judged contended; then one call in PROBE_EVERY still measures. */
+const MIN_SAMPLES = 16;
+const PROBE_EVERY = 32;
+let probe = 0;
 const queue: (() => void)[] = [];
 let spent = 0;
 let turnScheduled = false;
@@ -46,8 +54,24 @@ export const inlineBudget = {
   },
   charge(ms: number, costKey?: number): void {
     spent += ms;
-    if (costKey !== undefined) cost.set(costKey, (cost.get(costKey) ?? ms) * 0.9 + ms * 0.1);
+    if (costKey !== undefined) {
+      cost.set(costKey, (cost.get(costKey) ?? ms) * 0.9 + ms * 0.1);
+      samples.set(costKey, (samples.get(costKey) ?? 0) + 1);
+    }
     scheduleTurn();
+  },
+  /**
+   * Whether this mechanism signs markedly slower inline while the signing thread is busy: the
+   * token (nearly) serialises it, so signing on both threads gains little. Two threads whose
+   * operations each take r times longer together give 2/r the throughput: below ~1.15x
+   * (r > 1.7) it is not worth the main thread's time. SoftHSM 2.6: ECDSA r≈1.95, EdDSA r≈1.45.
+   */
+  contended(costKey: number): boolean {
+    const alone = cost.get(costKey);
+    const together = cost.get(costKey + CONTENDED);
+    if (alone === undefined || together === undefined || (samples.get(costKey + CONTENDED) ?? 0) < MIN_SAMPLES) return false;
+    if (++probe % PROBE_EVERY === 0) return false; // keep measuring: the token's behaviour may change
+    return together > alone * 1.7;
   },
   /** Whether work of this kind costs more inline than a thread hop (unknown: not worth it). */
   worthAThread(costKey: number | undefined): boolean {

@@ -12,7 +12,7 @@ import type * as pkcs11 from "pkcs11js";
 import { decode, readAttributes, type Template } from "./attributes.js";
 import { ckrOf, tokenError } from "./ckr.js";
 import { CKA, CKK, CKO, mechanismName } from "./constants.js";
-import { inlineBudget, type Placement } from "./inline-budget.js";
+import { CONTENDED, inlineBudget, type Placement } from "./inline-budget.js";
 import type { TokenKey } from "./token-key.js";
 
 export type Mechanism = pkcs11.Mechanism;
@@ -51,11 +51,14 @@ export function sign(key: TokenKey, mechanism: Mechanism, data: Buffer, outLengt
   // and while the thread has work but is not swamped (then the main thread signs too). A failure
   // there counts as the first attempt: a lost session is recovered and the signature tried once
   // more on a pooled session; anything else is reported as it is.
+  // The main thread helps only where the token runs signatures in parallel (measured: inline cost
+  // with the thread busy against inline cost alone).
   const token = key.token;
   const busy = token.signThreadLoad();
-  const toThread = !slow && mechanism.parameter === undefined && (!inlineBudget.available() || (busy > 0 && busy < SIGN_THREAD_DEPTH));
+  const m = mechanism.mechanism;
+  const toThread = !slow && mechanism.parameter === undefined && (!inlineBudget.available() || (busy > 0 && (busy < SIGN_THREAD_DEPTH || inlineBudget.contended(m))));
   const handle = toThread ? key.cachedHandle() : undefined;
-  if (!handle) return run(key, placementOf(slow), what, body, mechanism.mechanism);
+  if (!handle) return run(key, placementOf(slow), what, body, busy > 0 ? m + CONTENDED : m);
   return token
     .signThread()
     .sign(mechanism.mechanism, handle, data, outLength)
