@@ -8,22 +8,13 @@
  */
 import assert from "node:assert/strict";
 import { CompactSign, FlattenedSign, compactVerify, flattenedVerify } from "jose";
-import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label });
-  }
-}
+import { installShim, openHsm } from "../src/index.js";
 
 const hsm = await openHsm(); // HSMKEY_* variables, or the embedded development token
 try {
   installShim(); // jose calls crypto.subtle; the shim sends calls with HSM keys to the token
 
-  const key = await loadKey(hsm, "rsa-2048", "RS256");
+  const key = await hsm.ensureKey("RS256", { label: "rsa-2048" });
   const payload = new TextEncoder().encode(JSON.stringify({ sub: "user@example.com" }));
 
   // Compact serialisation: header.payload.signature

@@ -10,22 +10,13 @@
  */
 import assert from "node:assert/strict";
 import { CompactEncrypt, GeneralEncrypt, compactDecrypt, errors, generalDecrypt } from "jose";
-import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { installShim, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
-  const rsa = (await loadKey(hsm, "rsa-2048", "RS256")).as("RSA-OAEP");
-  const ec = (await loadKey(hsm, "ec-p256", "ES256")).as("ECDH-ES+A128KW");
+  const rsa = (await hsm.ensureKey("RS256", { label: "rsa-2048" })).as("RSA-OAEP");
+  const ec = (await hsm.ensureKey("ES256", { label: "ec-p256" })).as("ECDH-ES+A128KW");
   const message = "Secret for the token holder";
   const plaintext = new TextEncoder().encode(message);
 

@@ -6,16 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { CompactEncrypt, CompactSign, EncryptJWT, SignJWT, compactDecrypt, compactVerify, createLocalJWKSet, importJWK, jwtDecrypt, jwtVerify } from "jose";
-import { embeddedHome, HsmKeySet, installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { embeddedHome, HsmKeySet, installShim, openHsm } from "../src/index.js";
 
 const short = (s: string, n = 56) => (s.length > n ? `${s.slice(0, n)}... (${s.length} chars)` : s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -33,9 +24,9 @@ try {
   installShim();
   console.log("");
 
-  const rsa = await loadKey(hsm, "rsa-2048", "RS256");
-  const ec = await loadKey(hsm, "ec-p256", "ES256");
-  const ed = await loadKey(hsm, "ed25519", "EdDSA");
+  const rsa = await hsm.ensureKey("RS256", { label: "rsa-2048" });
+  const ec = await hsm.ensureKey("ES256", { label: "ec-p256" });
+  const ed = await hsm.ensureKey("EdDSA", { label: "ed25519" });
   console.log("keys (created on first run, found on later runs):");
   for (const k of [rsa, ec, ed]) console.log(`  ${(k.label ?? "").padEnd(9)} ${k.kty.padEnd(3)} kid ${k.kid}  can do: ${k.algorithms.join(" ")}`);
   console.log("");

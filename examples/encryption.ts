@@ -9,21 +9,12 @@
  */
 import assert from "node:assert/strict";
 import { CompactEncrypt, compactDecrypt } from "jose";
-import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { installShim, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
-  const key = (await loadKey(hsm, "rsa-2048", "RS256")).as("RSA-OAEP"); // same key pair, shaped for RSA-OAEP
+  const key = (await hsm.ensureKey("RS256", { label: "rsa-2048" })).as("RSA-OAEP"); // same key pair, shaped for RSA-OAEP
   const plaintext = new TextEncoder().encode("Confidential data");
 
   for (const enc of ["A128GCM", "A192GCM", "A256GCM", "A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512"]) {

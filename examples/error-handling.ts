@@ -9,27 +9,7 @@
  *   npx tsx examples/error-handling.ts
  */
 import assert from "node:assert/strict";
-import {
-  HsmError,
-  HsmKeySet,
-  InvalidInputError,
-  installShim,
-  KeyExportError,
-  KeyNotFoundError,
-  openHsm,
-  UnsupportedAlgorithmError,
-  type Hsm,
-  type HsmKey,
-} from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { HsmError, HsmKeySet, InvalidInputError, installShim, KeyExportError, KeyNotFoundError, openHsm, UnsupportedAlgorithmError } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
@@ -47,7 +27,7 @@ try {
   }
 
   // 2. Private key export: catch by code
-  const key = await loadKey(hsm, "rsa-2048", "RS256");
+  const key = await hsm.ensureKey("RS256", { label: "rsa-2048" });
   try {
     key.exportPrivate();
     assert.fail("exportPrivate should have thrown");

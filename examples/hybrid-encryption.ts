@@ -8,21 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { CompactEncrypt, compactDecrypt, importJWK } from "jose";
-import { installShim, KeyExportError, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { installShim, KeyExportError, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
-  const hsmKey = (await loadKey(hsm, "rsa-2048", "RS256")).as("RSA-OAEP");
+  const hsmKey = (await hsm.ensureKey("RS256", { label: "rsa-2048" })).as("RSA-OAEP");
 
   // The public key can be distributed (e.g. published in a JWKS)...
   const publicJwk = hsmKey.exportPublic();

@@ -9,22 +9,13 @@
  */
 import assert from "node:assert/strict";
 import { SignJWT, jwtVerify } from "jose";
-import { HsmKeySet, installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { HsmKeySet, installShim, KeyNotFoundError, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
-  await loadKey(hsm, "rsa-2048", "RS256");
-  await loadKey(hsm, "rsa-3072", "RS384", { modulusLength: 3072 });
+  await hsm.ensureKey("RS256", { label: "rsa-2048" });
+  await hsm.ensureKey("RS384", { label: "rsa-3072", modulusLength: 3072 });
 
   const keySet = new HsmKeySet(hsm);
   const oldKey = await keySet.add("rsa-2048", { kid: "key-v1", alg: "RS256" });

@@ -10,22 +10,13 @@
  */
 import assert from "node:assert/strict";
 import { SignJWT, createLocalJWKSet, jwtVerify } from "jose";
-import { HsmKeySet, InvalidInputError, installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { HsmKeySet, InvalidInputError, installShim, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
-  await loadKey(hsm, "rsa-2048", "RS256");
-  await loadKey(hsm, "ec-p256", "ES256");
+  await hsm.ensureKey("RS256", { label: "rsa-2048" });
+  await hsm.ensureKey("ES256", { label: "ec-p256" });
 
   const keySet = new HsmKeySet(hsm);
   await keySet.add("rsa-2048", { kid: "rsa-signing", alg: "RS256" });

@@ -8,22 +8,13 @@
  */
 import assert from "node:assert/strict";
 import { GeneralSign, generalVerify } from "jose";
-import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { installShim, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
-  const rsa = await loadKey(hsm, "rsa-2048", "RS256");
-  const ec = await loadKey(hsm, "ec-p256", "ES256");
+  const rsa = await hsm.ensureKey("RS256", { label: "rsa-2048" });
+  const ec = await hsm.ensureKey("ES256", { label: "ec-p256" });
   const payload = new TextEncoder().encode(JSON.stringify({ sub: "user@example.com" }));
 
   const sign = new GeneralSign(payload);

@@ -11,21 +11,12 @@
 import assert from "node:assert/strict";
 import * as oauth from "oauth4webapi";
 import { jwtVerify } from "jose";
-import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { installShim, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
-  const key = await loadKey(hsm, "ec-p256", "ES256");
+  const key = await hsm.ensureKey("ES256", { label: "ec-p256" });
   assert.ok(key.privateKey instanceof CryptoKey);
 
   const as: oauth.AuthorizationServer = { issuer: "https://as.example.com", token_endpoint: "https://as.example.com/token" };

@@ -8,21 +8,12 @@
  */
 import assert from "node:assert/strict";
 import { SignJWT, errors, jwtVerify } from "jose";
-import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { installShim, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
-  await loadKey(hsm, "rsa-2048", "RS256");
+  await hsm.ensureKey("RS256", { label: "rsa-2048" });
   const key = await hsm.getKey("rsa-2048", { kid: "jwt-key", alg: "RS256" });
   assert.equal(key.kid, "jwt-key");
 

@@ -9,22 +9,13 @@
  */
 import assert from "node:assert/strict";
 import { CompactSign, compactVerify, errors, importJWK } from "jose";
-import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
+import { installShim, openHsm, type HsmKey } from "../src/index.js";
 
 const hsm = await openHsm();
 try {
   installShim();
   for (const [label, alg] of [["rsa-2048", "RS256"], ["ec-p256", "ES256"]] as const) {
-    const key = await loadKey(hsm, label, alg);
+    const key = await hsm.ensureKey(alg, { label });
     const payload = new TextEncoder().encode(`signed by ${label}`);
     const token = await new CompactSign(payload).setProtectedHeader({ alg, kid: key.kid }).sign(key.privateKey!);
 

@@ -9,23 +9,14 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { installShim, KeyNotFoundError, openHsm, type Hsm, type HsmKey } from "../src/index.js";
+import { installShim, openHsm } from "../src/index.js";
 import "reflect-metadata"; // @peculiar/x509 requires a Reflect metadata polyfill, loaded first
 import * as x509 from "@peculiar/x509";
-
-async function loadKey(hsm: Hsm, label: string, alg: string, options: { modulusLength?: number } = {}): Promise<HsmKey> {
-  try {
-    return await hsm.getKey(label, { alg });
-  } catch (error) {
-    if (!(error instanceof KeyNotFoundError)) throw error;
-    return hsm.generateKey(alg, { label, ...options });
-  }
-}
 
 const hsm = await openHsm();
 try {
   installShim();
-  const key = await loadKey(hsm, "ec-p256", "ES256");
+  const key = await hsm.ensureKey("ES256", { label: "ec-p256" });
 
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: "CN=api.example.com, O=Example",

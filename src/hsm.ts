@@ -135,6 +135,20 @@ export class Hsm implements AsyncDisposable {
   }
 
   /**
+   * The key labelled `options.label`, shaped for `alg`; if the token has none, one generated for
+   * `alg` with these options. For services and scripts that create their key on first start.
+   */
+  async ensureKey(alg: JoseAlgorithm | string, options: GenerateKeyOptions & { label: string }): Promise<HsmKey> {
+    const { label, kid, keyOps } = options;
+    try {
+      return await this.getKey(label, { alg, ...(kid !== undefined ? { kid } : {}), ...(keyOps !== undefined ? { keyOps } : {}) });
+    } catch (error) {
+      if (!(error instanceof KeyNotFoundError) || error.code !== "ERR_HSM_KEY_NOT_FOUND") throw error;
+      return this.generateKey(alg, options);
+    }
+  }
+
+  /**
    * Move an existing private or secret key into the token as a persistent, non-extractable key.
    * `key` is a private JWK (RSA, EC, OKP, or `oct` with `alg`) or a PKCS#8 PEM string.
    */

@@ -363,3 +363,16 @@ describe("HsmKeySet", () => {
     }
   });
 });
+
+test("ensureKey returns the labelled key when the token has it, and generates it (once) when not", async () => {
+  const before = (await hsm.stats()).objects.token;
+  const made = await hsm.ensureKey("ES384", { label: "ensure-me" });
+  assert.equal((await hsm.stats()).objects.token, before + 2);
+  const again = await hsm.ensureKey("ES384", { label: "ensure-me" });
+  assert.equal((await hsm.stats()).objects.token, before + 2, "a second key was generated");
+  assert.equal(again.kid, made.kid);
+  assert.deepEqual(again.exportPublic(), made.exportPublic());
+  // An existing key of another type is not silently replaced: the algorithm must fit it.
+  await assert.rejects(hsm.ensureKey("RS256", { label: "ensure-me" }), (e: unknown) => (e as { code?: string }).code === "ERR_HSM_UNSUPPORTED_ALGORITHM");
+  assert.equal(await hsm.deleteKey("ensure-me"), 2);
+});
