@@ -15,6 +15,16 @@ function checkLength(bytes: number): void {
   if (bytes !== 16 && bytes !== 24 && bytes !== 32) throw dataError("AES keys are 128, 192 or 256 bits");
 }
 
+function generateAes(context: ProviderContext, name: string, bits: number, usages: KeyUsage[], allowed: KeyUsage[]): Promise<CryptoKey> {
+  checkLength(bits / 8);
+  return generateSecret(context, "AES", bits / 8, { name, length: bits }, usages, allowed);
+}
+
+function importAes(context: ProviderContext, name: string, value: Uint8Array, usages: KeyUsage[], allowed: KeyUsage[]): Promise<CryptoKey> {
+  checkLength(value.length);
+  return importSecret(context, "AES", value, { name, length: value.length * 8 }, usages, allowed);
+}
+
 export class HsmAesGcmProvider extends core.AesGcmProvider {
   constructor(private readonly context: ProviderContext) {
     super();
@@ -48,14 +58,11 @@ export class HsmAesGcmProvider extends core.AesGcmProvider {
   }
 
   override onGenerateKey(algorithm: AesKeyGenParams, _extractable: boolean, usages: KeyUsage[]): Promise<CryptoKey> {
-    checkLength(algorithm.length / 8);
-    return generateSecret(this.context, "AES", algorithm.length / 8, { name: "AES-GCM", length: algorithm.length }, usages, this.usages as KeyUsage[]);
+    return generateAes(this.context, "AES-GCM", algorithm.length, usages, this.usages as KeyUsage[]);
   }
 
   override onImportKey(format: KeyFormat, keyData: JsonWebKey | ArrayBuffer, _algorithm: Algorithm, _extractable: boolean, usages: KeyUsage[]): Promise<CryptoKey> {
-    const value = secretBytes(format, keyData);
-    checkLength(value.length);
-    return importSecret(this.context, "AES", value, { name: "AES-GCM", length: value.length * 8 }, usages, this.usages as KeyUsage[]);
+    return importAes(this.context, "AES-GCM", secretBytes(format, keyData), usages, this.usages as KeyUsage[]);
   }
 
   override async onExportKey(_format: KeyFormat, key: CryptoKey): Promise<never> {
@@ -89,14 +96,11 @@ export class HsmAesKwProvider extends core.AesKwProvider {
   }
 
   override onGenerateKey(algorithm: AesKeyGenParams, _extractable: boolean, usages: KeyUsage[]): Promise<CryptoKey> {
-    checkLength(algorithm.length / 8);
-    return generateSecret(this.context, "AES", algorithm.length / 8, { name: "AES-KW", length: algorithm.length }, usages, this.usages as KeyUsage[]);
+    return generateAes(this.context, "AES-KW", algorithm.length, usages, this.usages as KeyUsage[]);
   }
 
   override onImportKey(format: KeyFormat, keyData: JsonWebKey | ArrayBuffer, _algorithm: Algorithm, _extractable: boolean, usages: KeyUsage[]): Promise<CryptoKey> {
-    const value = secretBytes(format, keyData);
-    checkLength(value.length);
-    return importSecret(this.context, "AES", value, { name: "AES-KW", length: value.length * 8 }, usages, this.usages as KeyUsage[]);
+    return importAes(this.context, "AES-KW", secretBytes(format, keyData), usages, this.usages as KeyUsage[]);
   }
 
   override async onExportKey(_format: KeyFormat, key: CryptoKey): Promise<never> {
