@@ -305,6 +305,41 @@ describe("hsmkey command line", () => {
     oneLineError(withoutPin, /requires a PIN/);
   });
 
+  test("on a terminal, the PIN is asked for and not echoed; keys delete asks for confirmation", async () => {
+    // `script` gives the child a pseudo-terminal; what it prints is what a person would see.
+    const pin = readFileSync(join(home, "user.pin"), "utf8").trim();
+    const viaTerminal = (args: string, typed: string[]) =>
+      new Promise<Result>((resolve, reject) => {
+        const env: NodeJS.ProcessEnv = { ...process.env, SOFTHSM2_CONF: join(home, "softhsm2.conf") };
+        for (const name of ["HSMKEY_MODULE", "HSMKEY_TOKEN", "HSMKEY_PIN", "HSMKEY_PIN_FILE", "HSMKEY_HOME"]) delete env[name];
+        const command = `${process.execPath} --import tsx src/cli/main.ts --module /usr/lib/softhsm/libsofthsm2.so --token hsmkey-dev ${args}`;
+        const child = spawn("script", ["-qec", command, "/dev/null"], { cwd: process.cwd(), env, timeout: 30_000 });
+        let stdout = "";
+        child.stdout.setEncoding("utf8").on("data", (d: string) => {
+          stdout += d;
+          // Answer each prompt as it appears, as a person would.
+          if (/(PIN: |\[y\/N\] (\x1b\[\d+G)?)$/.test(stdout) && typed.length) child.stdin.write(typed.shift()!);
+        });
+        child.on("error", reject);
+        child.on("close", (status) => resolve({ status, stdout, stderr: "" }));
+      });
+    const listed = await viaTerminal("keys list --json", [`${pin}\r`]);
+    assert.equal(listed.status, 0, listed.stdout);
+    assert.match(listed.stdout, /PIN: /);
+    assert.ok(!listed.stdout.includes(pin), "the PIN was echoed");
+    assert.match(listed.stdout, /"label": "signer"/);
+
+    await ok(hsmkey(["keys", "generate", "--alg", "ES256", "--label", "to-delete"], { env: { HSMKEY_PIN: pin } }));
+    const declined = await viaTerminal("keys delete --key to-delete", [`${pin}\r`, "n\r"]);
+    assert.notEqual(declined.status, 0, JSON.stringify(declined.stdout));
+    assert.match(declined.stdout, /\[y\/N\]/);
+    assert.match((await ok(hsmkey(["keys", "list"], { env: { HSMKEY_PIN: pin } }))).stdout, /to-delete/);
+    const confirmed = await viaTerminal("keys delete --key to-delete", [`${pin}\r`, "y\r"]);
+    assert.equal(confirmed.status, 0, confirmed.stdout);
+    assert.match(confirmed.stdout, /deleted: /);
+    assert.doesNotMatch((await ok(hsmkey(["keys", "list"], { env: { HSMKEY_PIN: pin } }))).stdout, /to-delete/);
+  });
+
   test("--help everywhere", async () => {
     const [mainHelp, generateHelp, certHelp, unknown] = await Promise.all([
       ok(hsmkey(["--help"])),

@@ -159,7 +159,7 @@ export class Token {
       throw new LoginError(`Login to ${this.describe()} failed: CKR_PIN_INCORRECT`, "ERR_HSM_PIN_INCORRECT", { ckr: "CKR_PIN_INCORRECT" });
     }
     try {
-      this.lib.C_Login(this.#anchor!, CKU_USER, pin);
+      this.#loginOnce(pin);
       this.#countLogin(slotKey, digest);
     } catch (error) {
       if (ckrOf(error) === "CKR_USER_ALREADY_LOGGED_IN" && (!known || known.digest === digest)) {
@@ -169,6 +169,23 @@ export class Token {
       const wrapped = tokenError(error, `Login to ${this.describe()}`);
       if (wrapped instanceof LoginError) throw wrapped;
       throw new LoginError(wrapped.message, "ERR_HSM_LOGIN", { ckr: wrapped.ckr, cause: error });
+    }
+  }
+
+  /**
+   * C_Login, tried up to three times when the token answers CKR_GENERAL_ERROR: SoftHSM does when
+   * another process rewrites the token's files at that moment. That answer is not a PIN verdict
+   * (those are CKR_PIN_*), so trying again cannot count against the PIN; anything else is final.
+   */
+  #loginOnce(pin: string): void {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.lib.C_Login(this.#anchor!, CKU_USER, pin);
+        return;
+      } catch (error) {
+        if (ckrOf(error) !== "CKR_GENERAL_ERROR" || attempt === 3) throw error;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20 * attempt);
+      }
     }
   }
 
