@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { CompactSign, compactVerify, errors, importJWK } from "jose";
-import { installShim, openHsm, type HsmKey } from "../src/index.js";
+import { installShim, openHsm } from "../src/index.js";
 
 const hsm = await openHsm();
 try {

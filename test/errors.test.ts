@@ -27,7 +27,7 @@ import {
   type HsmKey,
 } from "../src/index.js";
 import { freshHsm, type Fixture } from "./helpers/token.js";
-import { assertNoLeftovers, nodeVerifyCompact, rejectsWith } from "./helpers/native.js";
+import { assertNoLeftovers, nodeVerifyCompact } from "./helpers/native.js";
 
 let fixture: Fixture;
 let hsm: Hsm;

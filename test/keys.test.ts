@@ -276,7 +276,7 @@ describe("generateKey", () => {
 
 describe("HsmKeySet", () => {
   test("add, get, has, size, iteration, duplicate kid, toJWKS without private members", async () => {
-    const rsa = await hsm.generateKey("RS256", { label: "set-rsa" });
+    await hsm.generateKey("RS256", { label: "set-rsa" });
     const aes = await hsm.generateKey("A256KW", { label: "set-aes" });
     try {
       const set = new HsmKeySet(hsm);
@@ -307,7 +307,7 @@ describe("HsmKeySet", () => {
 
   test("resolver picks the key by kid for jwtVerify, compactVerify, generalVerify, jwtDecrypt, compactDecrypt", async () => {
     const sig = await hsm.generateKey("ES384", { label: "set-sig" });
-    const encKey = await hsm.generateKey("RSA-OAEP", { label: "set-enc" });
+    await hsm.generateKey("RSA-OAEP", { label: "set-enc" });
     const kw = await hsm.generateKey("A128KW", { label: "set-kw" });
     try {
       const set = new HsmKeySet(hsm);

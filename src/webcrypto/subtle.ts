@@ -9,7 +9,6 @@
  * are all keys without a token (the global shim).
  */
 import * as core from "webcrypto-core";
-import { randomBytes } from "node:crypto";
 import type { Token } from "../pkcs11/token.js";
 import { HASH_MECHANISM } from "../pkcs11/constants.js";
 import { isHsmCryptoKey } from "./crypto-key.js";
@@ -152,11 +151,6 @@ export class HsmSubtleCrypto extends core.SubtleCrypto {
       if (!token.has(HASH_MECHANISM[hash])) return nativeSubtle.digest(algorithm, data);
       return tokenDigest(token, HASH_MECHANISM[hash], data);
     });
-  }
-
-  /** Random bytes for ids and IVs when no token is at hand. */
-  static randomBytes(length: number): Uint8Array {
-    return new Uint8Array(randomBytes(length));
   }
 }
 
