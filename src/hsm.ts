@@ -99,8 +99,7 @@ export class Hsm implements AsyncDisposable {
   async storeCertificate(key: HsmKey, certificate: string | BufferSource | { rawData: ArrayBuffer } | { raw: Buffer }): Promise<void> {
     this.#token.assertOpen();
     const { storeCertificate } = await import("./x509/store.js");
-    const der = "rawData" in (certificate as object) ? (certificate as { rawData: ArrayBuffer }).rawData : "raw" in (certificate as object) ? new Uint8Array((certificate as { raw: Buffer }).raw) : (certificate as string | BufferSource);
-    await storeCertificate(this, key, der);
+    await storeCertificate(this, key, certificateInput(certificate));
   }
 
   /** The certificate stored for `key` (an @peculiar/x509 X509Certificate), or undefined. */
@@ -263,6 +262,14 @@ export class Hsm implements AsyncDisposable {
     }
     return { label: name, id: bytes };
   }
+}
+
+/** PEM or DER as given, or the DER inside an @peculiar/x509 (`rawData`) or node:crypto (`raw`) certificate. */
+function certificateInput(certificate: string | BufferSource | { rawData: ArrayBuffer } | { raw: Buffer }): string | BufferSource {
+  if (typeof certificate === "string" || ArrayBuffer.isView(certificate) || certificate instanceof ArrayBuffer) return certificate;
+  if ("rawData" in certificate) return certificate.rawData;
+  if ("raw" in certificate) return new Uint8Array(certificate.raw);
+  throw new InvalidInputError("A certificate is PEM, DER bytes, or an X509Certificate");
 }
 
 function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {

@@ -227,3 +227,15 @@ test("an Ed25519 private JWK cannot be imported into NSS, and nothing is left be
   assert.deepEqual((await hsm.stats()).objects, before);
   await assertClean();
 });
+
+test("the live capability probe on NSS: everything but EdDSA, RSA-OAEP with SHA-2 included; nothing left behind", async () => {
+  const { probeAlgorithms } = await import("../src/jose/probe.js");
+  const before = (await hsm.stats()).objects;
+  const results = await probeAlgorithms(hsm.token);
+  assert.deepEqual(results.filter((r) => !r.supported).map((r) => r.alg), ["EdDSA"]);
+  assert.match(results.find((r) => r.alg === "EdDSA")!.reason!, /CKM_EC_EDWARDS_KEY_PAIR_GEN/);
+  for (const alg of ["RSA-OAEP-256", "RSA-OAEP-384", "RSA-OAEP-512", "ES512", "ECDH-ES+A256KW", "A256KW", "A256GCMKW", "dir", "HS512"]) {
+    assert.equal(results.find((r) => r.alg === alg)?.supported, true, alg);
+  }
+  assert.deepEqual((await hsm.stats()).objects, before);
+});

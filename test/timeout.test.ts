@@ -78,3 +78,19 @@ test("waiting for a session counts against the limit too", async () => {
   assert.deepEqual(await leftovers(hsm), { sessionObjects: 0, busySessions: 0 });
   assert.equal(verifies(await sign()), true);
 });
+
+test("a session that died while idle is noticed before it is lent again, and replaced", async () => {
+  const { SessionPool } = await import("../src/pkcs11/pool.js");
+  const token = hsm.token;
+  const pool = new SessionPool(token.lib, token.slot, "test pool", { idleCheckMs: 0 });
+  try {
+    const first = await pool.use((session) => session);
+    token.lib.C_CloseSession(first); // behind the pool's back, as a token restart would
+    // Handed the dead session, C_GetSessionInfo would throw CKR_SESSION_HANDLE_INVALID.
+    const state = await pool.use((session) => token.lib.C_GetSessionInfo(session).state);
+    assert.equal(typeof state, "number");
+    assert.deepEqual(pool.stats(), { open: 1, idle: 1, busy: 0, waiting: 0 });
+  } finally {
+    pool.close();
+  }
+});

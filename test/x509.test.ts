@@ -181,6 +181,22 @@ describe("X.509 with keys in the token", () => {
     assert.equal(byKid.get(keys.get("EdDSA")!.kid)!["x5t#S256"], undefined);
   });
 
+  test("hsm.storeCertificate / hsm.getCertificate take PEM, DER or a node:crypto X509Certificate", async () => {
+    const key = await fx.hsm.generateKey("ES256", { label: "x509-methods" });
+    const cert = await createSelfSignedCertificate(key, { subject: "CN=methods" });
+    const der = Buffer.from(cert.rawData);
+    await fx.hsm.storeCertificate(key, new NodeX509(der));
+    assert.deepEqual(key.exportPublic().x5c, [der.toString("base64")]);
+    assert.equal(Buffer.from((await fx.hsm.getCertificate(key))!.rawData).equals(der), true);
+    const renewed = await createSelfSignedCertificate(key, { subject: "CN=methods renewed" });
+    await fx.hsm.storeCertificate(key, renewed.toString("pem"));
+    assert.equal((await fx.hsm.getCertificate(key))!.subject, "CN=methods renewed");
+    const other = await createSelfSignedCertificate(await fx.hsm.generateKey("ES256", { label: "x509-other" }), { subject: "CN=other" });
+    await assert.rejects(fx.hsm.storeCertificate(key, other.rawData), (e: unknown) => e instanceof InvalidInputError && /another public key/.test((e as Error).message));
+    assert.equal(await fx.hsm.deleteKey("x509-methods"), 3);
+    assert.equal(await fx.hsm.deleteKey("x509-other"), 2);
+  });
+
   test("deleteKey removes the key's certificate too", async () => {
     const key = await fx.hsm.generateKey("ES256", { label: "x509-doomed" });
     await storeCertificate(fx.hsm, key, await createSelfSignedCertificate(key, { subject: "CN=doomed" }));
