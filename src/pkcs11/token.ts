@@ -12,18 +12,17 @@
  *   `generation` (object handles cached under an older generation are looked up again), retry.
  *   A wrong or locked PIN is never retried.
  */
-import { createHash } from "node:crypto";
 import type * as pkcs11 from "pkcs11js";
 import { LoginError, SessionError, UnsupportedAlgorithmError } from "../errors.js";
 import { mechanismName } from "./constants.js";
 import { ckrOf, SESSION_LOST, tokenError } from "./ckr.js";
+import { LoginShare } from "./login.js";
 import { acquireModule, type LoadedModule } from "./module.js";
 import { inlineBudget, type Placement } from "./inline-budget.js";
 import { SessionPool, type PoolOptions, type PoolStats } from "./pool.js";
 import { SignThread } from "./sign-thread.js";
 import { describeSelector, findToken, type TokenSelector } from "./slot.js";
 
-const CKU_USER = 1;
 const CKF_LOGIN_REQUIRED = 0x4;
 
 export interface TokenOpenOptions {
@@ -35,17 +34,6 @@ export interface TokenOpenOptions {
 }
 
 const pins = new WeakMap<Token, string>();
-
-/**
- * Login state is per application and token, not per session: a second Hsm on a token this process
- * is already logged in to gets CKR_USER_ALREADY_LOGGED_IN whatever PIN it gives. To refuse a wrong
- * PIN there too, remember a digest of the PIN that logged in, per module and slot.
- */
-const loggedInWith = new Map<string, { digest: string; users: number }>();
-
-function pinDigest(pin: string): string {
-  return createHash("sha256").update("hsmkey-login\0").update(pin).digest("hex");
-}
 
 export class Token {
   readonly module: LoadedModule;
@@ -65,6 +53,7 @@ export class Token {
   #recovering: Promise<void> | undefined;
   #anchorQueue: Promise<unknown> = Promise.resolve();
   #signThread: SignThread | undefined;
+  readonly #loginShare: LoginShare;
 
   private constructor(module: LoadedModule, selector: TokenSelector, options: TokenOpenOptions) {
     this.module = module;
@@ -78,6 +67,7 @@ export class Token {
     this.loginRequired = (match.info.flags & CKF_LOGIN_REQUIRED) !== 0;
     this.mechanisms = new Set(this.#call(() => module.lib.C_GetMechanismList(this.slot), "C_GetMechanismList"));
     this.pool = new SessionPool(module.lib, this.slot, this.describe(), options.pool);
+    this.#loginShare = new LoginShare(module.path, this.slotId, this.describe());
   }
 
   /** Load the module, find the token, open the anchor session and log in. */
@@ -152,60 +142,7 @@ export class Token {
     if (pin === undefined) {
       throw new LoginError(`${this.describe()} requires a PIN: give option \`pin\`, HSMKEY_PIN or HSMKEY_PIN_FILE`);
     }
-    const slotKey = `${this.module.path}#${this.slotId}`;
-    const digest = pinDigest(pin);
-    const known = loggedInWith.get(slotKey);
-    if (known && !this.#countedLogin && known.digest !== digest) {
-      throw new LoginError(`Login to ${this.describe()} failed: CKR_PIN_INCORRECT`, "ERR_HSM_PIN_INCORRECT", { ckr: "CKR_PIN_INCORRECT" });
-    }
-    try {
-      this.#loginOnce(pin);
-      this.#countLogin(slotKey, digest);
-    } catch (error) {
-      if (ckrOf(error) === "CKR_USER_ALREADY_LOGGED_IN" && (!known || known.digest === digest)) {
-        this.#countLogin(slotKey, digest);
-        return;
-      }
-      const wrapped = tokenError(error, `Login to ${this.describe()}`);
-      if (wrapped instanceof LoginError) throw wrapped;
-      throw new LoginError(wrapped.message, "ERR_HSM_LOGIN", { ckr: wrapped.ckr, cause: error });
-    }
-  }
-
-  /**
-   * C_Login, tried up to three times when the token answers CKR_GENERAL_ERROR: SoftHSM does when
-   * another process rewrites the token's files at that moment. That answer is not a PIN verdict
-   * (those are CKR_PIN_*), so trying again cannot count against the PIN; anything else is final.
-   */
-  #loginOnce(pin: string): void {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        this.lib.C_Login(this.#anchor!, CKU_USER, pin);
-        return;
-      } catch (error) {
-        if (ckrOf(error) !== "CKR_GENERAL_ERROR" || attempt === 3) throw error;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20 * attempt);
-      }
-    }
-  }
-
-  #countedLogin = false;
-
-  #countLogin(slotKey: string, digest: string): void {
-    if (this.#countedLogin) return;
-    this.#countedLogin = true;
-    const entry = loggedInWith.get(slotKey) ?? { digest, users: 0 };
-    entry.digest = digest;
-    entry.users++;
-    loggedInWith.set(slotKey, entry);
-  }
-
-  #uncountLogin(): void {
-    if (!this.#countedLogin) return;
-    this.#countedLogin = false;
-    const slotKey = `${this.module.path}#${this.slotId}`;
-    const entry = loggedInWith.get(slotKey);
-    if (entry && --entry.users <= 0) loggedInWith.delete(slotKey);
+    this.#loginShare.login(this.lib, this.#anchor!, pin);
   }
 
   /** Whether an error means our sessions or login are gone (worth one recovery). */
@@ -327,7 +264,7 @@ export class Token {
       this.#anchor = undefined;
     }
     pins.delete(this);
-    this.#uncountLogin();
+    this.#loginShare.release();
     this.module.release();
   }
 
