@@ -50,6 +50,9 @@ export interface KeyInfo {
   hmacHash?: HashName;
 }
 
+/** A key whose defining attribute read empty: unusable, unless a second read shows it. */
+class IncompleteKeyError extends UnsupportedAlgorithmError {}
+
 const CLASS_OF: Record<number, KeyClass> = { [CKO.PRIVATE_KEY]: "private", [CKO.PUBLIC_KEY]: "public", [CKO.SECRET_KEY]: "secret" };
 export const CKO_OF: Record<KeyClass, number> = { private: CKO.PRIVATE_KEY, public: CKO.PUBLIC_KEY, secret: CKO.SECRET_KEY };
 
@@ -79,6 +82,18 @@ export class TokenKey {
 
   /** Read an object's class, type, identity, flags and public parameters. */
   static read(token: Token, session: pkcs11.Handle, handle: pkcs11.Handle): TokenKey {
+    try {
+      return TokenKey.#read(token, session, handle);
+    } catch (error) {
+      if (!(error instanceof IncompleteKeyError)) throw error;
+      // SoftHSM can answer a read empty while another process rewrites the object's file: look
+      // once more before calling the key unusable.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      return TokenKey.#read(token, session, handle);
+    }
+  }
+
+  static #read(token: Token, session: pkcs11.Handle, handle: pkcs11.Handle): TokenKey {
     const lib = token.lib;
     const base = readAttributes(lib, session, handle, [...COMMON, ...FLAG_ATTRS]);
     const cls = CLASS_OF[decode.ulong(base.get(CKA.CLASS)) ?? -1];
@@ -106,15 +121,17 @@ export class TokenKey {
     if (ckk === CKK.RSA) {
       const a = readAttributes(lib, session, handle, [CKA.MODULUS, CKA.PUBLIC_EXPONENT]);
       const modulus = a.get(CKA.MODULUS);
-      if (!modulus) throw new UnsupportedAlgorithmError(`RSA key on ${token.describe()} does not show its modulus`);
+      if (!modulus?.length) throw new IncompleteKeyError(`RSA key on ${token.describe()} does not show its modulus`);
       info.modulus = stripZeros(modulus);
       info.modulusBits = bitLength(info.modulus);
       info.publicExponent = stripZeros(a.get(CKA.PUBLIC_EXPONENT) ?? Buffer.from([1, 0, 1]));
     } else if (ckk === CKK.EC || ckk === CKK.EC_EDWARDS) {
       const wanted = cls === "public" ? [CKA.EC_PARAMS, CKA.EC_POINT] : [CKA.EC_PARAMS];
       const a = readAttributes(lib, session, handle, wanted);
-      const curve = curveFromParams(a.get(CKA.EC_PARAMS) ?? Buffer.alloc(0));
-      if (!curve) throw new UnsupportedAlgorithmError(`EC key on ${token.describe()} uses a curve hsmkey does not know`);
+      const params = a.get(CKA.EC_PARAMS) ?? Buffer.alloc(0);
+      if (params.length === 0) throw new IncompleteKeyError(`EC key on ${token.describe()} does not show its curve (CKA_EC_PARAMS)`);
+      const curve = curveFromParams(params);
+      if (!curve) throw new UnsupportedAlgorithmError(`EC key on ${token.describe()} uses a curve hsmkey does not know (CKA_EC_PARAMS ${params.toString("hex")})`);
       info.kind = curve === "Ed25519" || curve === "Ed448" ? "OKP" : "EC";
       info.curve = curve;
       const point = a.get(CKA.EC_POINT);
