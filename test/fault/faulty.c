@@ -6,8 +6,9 @@
  * A failed call is NOT forwarded: the token never sees it, exactly as if the session had been lost
  * on the way.
  *
- * Configuration: `key=value` lines, read from the environment (FAULTY_<KEY>, upper case) at
- * C_Initialize and from the control file FAULTY_CONTROL, which is re-read on any call when its
+ * Configuration: `key=value` lines, read from the environment (FAULTY_<KEY>, upper case) at the
+ * C_Initialize that initialises the target (not at one that finds it initialised already, as a
+ * second thread's does) and from the control file FAULTY_CONTROL, which is re-read on any call when its
  * mtime, size or inode changed (tests rewrite it atomically with rename). Every (re)configuration
  * resets the call counters of the faulted functions.
  *
@@ -338,21 +339,39 @@ WRAP(C_UnwrapKey, (H session, CK_PTR mech, H unwrapping, PB in, CK_ULONG inLen, 
 WRAP(C_DeriveKey, (H session, CK_PTR mech, H base, CK_PTR tmpl, CK_ULONG n, H *key), (session, mech, base, tmpl, n, key))
 
 typedef CK_RV (*C_Initialize_t)(CK_PTR);
+/* Whether the target is initialised: a C_Initialize from another thread of the process then
+ * answers CKR_CRYPTOKI_ALREADY_INITIALIZED and must not reset the configuration or its counters. */
+static int initialized = 0;
+
 static CK_RV w_C_Initialize(CK_PTR args) {
   pthread_mutex_lock(&lock);
-  control_seen = 0;
-  config_load_locked();
+  if (!initialized) {
+    control_seen = 0;
+    config_load_locked();
+  }
   pthread_mutex_unlock(&lock);
   CK_RV rv = fault_check("C_Initialize");
   if (rv != CKR_OK) return rv;
-  return ORIG(C_Initialize, C_Initialize_t)(args);
+  rv = ORIG(C_Initialize, C_Initialize_t)(args);
+  if (rv == CKR_OK) {
+    pthread_mutex_lock(&lock);
+    initialized = 1;
+    pthread_mutex_unlock(&lock);
+  }
+  return rv;
 }
 
 typedef CK_RV (*C_Finalize_t)(CK_PTR);
 static CK_RV w_C_Finalize(CK_PTR reserved) {
   CK_RV rv = fault_check("C_Finalize");
   if (rv != CKR_OK) return rv;
-  return ORIG(C_Finalize, C_Finalize_t)(reserved);
+  rv = ORIG(C_Finalize, C_Finalize_t)(reserved);
+  if (rv == CKR_OK) {
+    pthread_mutex_lock(&lock);
+    initialized = 0;
+    pthread_mutex_unlock(&lock);
+  }
+  return rv;
 }
 
 static CK_RV w_C_GetFunctionList(CK_FUNCTION_LIST **list);
