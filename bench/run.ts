@@ -35,6 +35,7 @@ import { openHsm, type Hsm } from "../src/hsm.js";
 import type { HsmOptions } from "../src/options.js";
 import type { HsmKey } from "../src/jose/hsm-key.js";
 import { installShim } from "../src/shim/install.js";
+import type { PoolStats } from "../src/pkcs11/pool.js";
 import { CKA, CKD_NULL, CKK, CKM, CKO, PARAMS } from "../src/pkcs11/constants.js";
 
 type Group = "hsmkey" | "raw-sync" | "raw-async" | "raw-threads" | "nwp11" | "native" | "soak";
@@ -60,8 +61,8 @@ export interface Row {
     rssBeforeMb: number;
     rssAfterMb: number;
     rssGrowthMb: number;
-    before: { sessions: unknown; objects: unknown };
-    after: { sessions: unknown; objects: unknown };
+    before: { sessions: PoolStats; objects: { token: number; session: number } };
+    after: { sessions: PoolStats; objects: { token: number; session: number } };
   };
 }
 

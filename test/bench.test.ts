@@ -9,26 +9,10 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { Row } from "../bench/run.js"; // type only: importing it does not run the bench
 
 const SIGN = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
 const JWE = ["JWE RSA-OAEP+A256GCM", "JWE ECDH-ES+A256KW+A256GCM"];
-
-interface Row {
-  group: string;
-  workload: string;
-  concurrency: number;
-  ops: number;
-  errors: number;
-  firstError?: string;
-  opsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  loopDelayMaxMs: number;
-  loopDelayP99Ms: number;
-  ratioToRawSync: number | null;
-  unsupported?: string;
-  soak?: { rssBeforeMb: number; rssAfterMb: number; before: { sessions: { busy: number }; objects: { session: number; token: number } }; after: { sessions: { busy: number }; objects: { session: number; token: number } } };
-}
 
 test("npm run bench -- --quick writes every row, with work done and no error on hsmkey's rows", { timeout: 170_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "hsmkey-bench-"));
