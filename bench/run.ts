@@ -306,20 +306,15 @@ async function main(): Promise<void> {
   const keys: Keys = { sign: {}, jwe: {} };
   const created: HsmKey[] = [];
   const tag = randomBytes(3).toString("hex");
-  for (const alg of SIGN_ALGS) {
-    try {
-      keys.sign[alg] = await hsm.generateKey(alg, { label: `hsmkey-bench-${tag}-${alg}`, use: "sig" });
-      created.push(keys.sign[alg]!);
-    } catch (error) {
-      console.log(`cannot generate an ${alg} key on this token: ${errorText(error)}`);
-    }
-  }
-  for (const alg of JWE_ALGS) {
-    try {
-      keys.jwe[alg] = await hsm.generateKey(alg, { label: `hsmkey-bench-${tag}-${alg}`, use: "enc" });
-      created.push(keys.jwe[alg]!);
-    } catch (error) {
-      console.log(`cannot generate an ${alg} key on this token: ${errorText(error)}`);
+  for (const [use, algs, into] of [["sig", SIGN_ALGS, keys.sign], ["enc", JWE_ALGS, keys.jwe]] as const) {
+    for (const alg of algs) {
+      try {
+        const key = await hsm.generateKey(alg, { label: `hsmkey-bench-${tag}-${alg}`, use });
+        (into as Record<string, HsmKey>)[alg] = key;
+        created.push(key);
+      } catch (error) {
+        console.log(`cannot generate an ${alg} key on this token: ${errorText(error)}`);
+      }
     }
   }
 

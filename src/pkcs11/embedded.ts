@@ -25,6 +25,7 @@ import type * as pkcs11 from "pkcs11js";
 import { HsmError, InvalidInputError, ModuleLoadError } from "../errors.js";
 import { tokenError } from "./ckr.js";
 import { acquireModule, loadedModules } from "./module.js";
+import { sleepSync } from "./sleep.js";
 
 /** Where SoftHSM2's PKCS#11 module is commonly installed (Debian/Ubuntu, Fedora, Alpine, macOS, FreeBSD). */
 export const SOFTHSM2_MODULE_CANDIDATES: string[] = [
@@ -203,7 +204,7 @@ function lockHome(home: string): () => void {
       continue;
     }
     if (Date.now() > deadline) throw new HsmError(`Timed out waiting for ${path}: another process is creating the embedded token`);
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25); // synchronous 25 ms pause
+    sleepSync(25);
   }
 }
 

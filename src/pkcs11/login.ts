@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import type * as pkcs11 from "pkcs11js";
 import { LoginError } from "../errors.js";
 import { ckrOf, tokenError } from "./ckr.js";
+import { sleepSync } from "./sleep.js";
 
 const CKU_USER = 1;
 
@@ -79,7 +80,7 @@ function loginOnce(lib: pkcs11.PKCS11, session: pkcs11.Handle, pin: string): voi
       return;
     } catch (error) {
       if (ckrOf(error) !== "CKR_GENERAL_ERROR" || attempt === 3) throw error;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20 * attempt);
+      sleepSync(20 * attempt);
     }
   }
 }

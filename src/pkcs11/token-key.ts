@@ -12,6 +12,7 @@ import { CKA, CKK, CKO } from "./constants.js";
 import { curveFromParams, unwrapPoint, type NamedCurve } from "./curves.js";
 import type { HashName } from "./constants.js";
 import type { Token } from "./token.js";
+import { sleepSync } from "./sleep.js";
 
 export type KeyClass = "private" | "public" | "secret";
 export type KeyKind = "RSA" | "EC" | "OKP" | "AES" | "HMAC";
@@ -88,7 +89,7 @@ export class TokenKey {
       if (!(error instanceof IncompleteKeyError)) throw error;
       // SoftHSM can answer a read empty while another process rewrites the object's file: look
       // once more before calling the key unusable.
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      sleepSync(10);
       return TokenKey.#read(token, session, handle);
     }
   }

@@ -8,6 +8,7 @@ import type { KeyFlags, TokenKey } from "../../pkcs11/token-key.js";
 import type { Token } from "../../pkcs11/token.js";
 import { createHsmCryptoKey, tokenKeyOf, type HsmCryptoKey, type HsmKeyAlgorithm } from "../crypto-key.js";
 import { nativePublicKey, publicJwkOf } from "../public-key.js";
+import { createHash } from "node:crypto";
 
 export interface ProviderContext {
   /** Token on which generateKey/importKey create (session) keys. */
@@ -111,5 +112,12 @@ export function hashName(hash: unknown): "SHA-1" | "SHA-256" | "SHA-384" | "SHA-
   if (upper === "SHA-1" || upper === "SHA-256" || upper === "SHA-384" || upper === "SHA-512") return upper;
   throw new UnsupportedAlgorithmError(`Hash '${name}' is not supported`);
 }
+
+/** The message digest, computed here, for tokens that sign a digest (raw CKM_ECDSA, CKM_RSA_PKCS[_PSS]). */
+export function digestOf(hash: HashName, data: Buffer): Buffer {
+  return createHash(hash.replace("-", "").toLowerCase()).update(data).digest();
+}
+
+export type HashName = ReturnType<typeof hashName>;
 
 export const HASH_BYTES = { "SHA-1": 20, "SHA-256": 32, "SHA-384": 48, "SHA-512": 64 } as const;

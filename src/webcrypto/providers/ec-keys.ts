@@ -5,7 +5,7 @@ import { dataError, notSupported } from "../dom-errors.js";
 import { materialFromJwk, materialFromPkcs8 } from "../key-material.js";
 import { nativeSubtle } from "../native.js";
 import { generatePair, importMaterial, type ProviderContext } from "./context.js";
-import { toBytes } from "./rsa-keys.js";
+import { bytes } from "../../pkcs11/operations.js";
 
 export interface EcUsages {
   privateKey: KeyUsage[];
@@ -41,7 +41,7 @@ export async function importEc(
 ): Promise<CryptoKey> {
   const isPrivate = format === "pkcs8" || (format === "jwk" && typeof (keyData as JsonWebKey).d === "string");
   if (!isPrivate) return nativeSubtle.importKey(format as "jwk", keyData as JsonWebKey, algorithm as EcKeyImportParams, extractable, usages);
-  const material = format === "jwk" ? materialFromJwk(keyData as JsonWebKey) : materialFromPkcs8(toBytes(keyData as BufferSource));
+  const material = format === "jwk" ? materialFromJwk(keyData as JsonWebKey) : materialFromPkcs8(bytes(keyData as BufferSource));
   if (material.kind !== "EC" && material.kind !== "OKP") throw dataError("Key data is not an elliptic-curve private key");
   const curve = curveOf(algorithm.name, algorithm.namedCurve);
   if (material.curve !== curve) throw dataError(`Key is on ${material.curve}, algorithm asks for ${curve}`);

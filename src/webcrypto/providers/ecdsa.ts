@@ -4,13 +4,12 @@
  * returns r||s, the encoding WebCrypto and JOSE use.
  */
 import * as core from "webcrypto-core";
-import { createHash } from "node:crypto";
 import { CKM } from "../../pkcs11/constants.js";
 import { CURVES } from "../../pkcs11/curves.js";
 import { bytes, sign, verify } from "../../pkcs11/operations.js";
 import type { TokenKey } from "../../pkcs11/token-key.js";
 import { generateEc, importEc } from "./ec-keys.js";
-import { hashName, requireMechanism, tokenKey, type ProviderContext } from "./context.js";
+import { digestOf, hashName, requireMechanism, tokenKey, type ProviderContext } from "./context.js";
 import { refuseExport } from "./rsa-keys.js";
 
 const HASHED = { "SHA-1": 0x1042, "SHA-256": CKM.ECDSA_SHA256, "SHA-384": CKM.ECDSA_SHA384, "SHA-512": CKM.ECDSA_SHA512 } as const;
@@ -20,7 +19,7 @@ function prepare(key: TokenKey, hashAlg: unknown, data: Buffer): { mechanism: nu
   const hash = hashName(hashAlg);
   if (key.token.has(HASHED[hash])) return { mechanism: HASHED[hash], input: data };
   requireMechanism(key, CKM.ECDSA, `ECDSA with ${hash}`);
-  return { mechanism: CKM.ECDSA, input: createHash(hash.replace("-", "").toLowerCase()).update(data).digest() };
+  return { mechanism: CKM.ECDSA, input: digestOf(hash, data) };
 }
 
 export class HsmEcdsaProvider extends core.EcdsaProvider {

@@ -5,6 +5,7 @@ import { dataError, invalidAccess } from "../dom-errors.js";
 import { materialFromJwk, materialFromPkcs8 } from "../key-material.js";
 import { nativeSubtle } from "../native.js";
 import { generatePair, hashName, importMaterial, type ProviderContext } from "./context.js";
+import { bytes } from "../../pkcs11/operations.js";
 
 export function rsaAlgorithm(name: string, key: TokenKey, hash: unknown): HsmKeyAlgorithm {
   return {
@@ -47,7 +48,7 @@ export async function importRsa(
 ): Promise<CryptoKey> {
   const isPrivate = format === "pkcs8" || (format === "jwk" && typeof (keyData as JsonWebKey).d === "string");
   if (!isPrivate) return nativeSubtle.importKey(format as "jwk", keyData as JsonWebKey, algorithm, extractable, usages);
-  const material = format === "jwk" ? materialFromJwk(keyData as JsonWebKey) : materialFromPkcs8(toBytes(keyData as BufferSource));
+  const material = format === "jwk" ? materialFromJwk(keyData as JsonWebKey) : materialFromPkcs8(bytes(keyData as BufferSource));
   if (material.kind !== "RSA") throw dataError("Key data is not an RSA private key");
   const modulusBits = Buffer.from(material.n).toString("hex").replace(/^0+/, "").length * 4;
   const shape: HsmKeyAlgorithm = {
@@ -57,10 +58,6 @@ export async function importRsa(
     hash: { name: hashName(algorithm.hash) },
   };
   return importMaterial(context, material, shape, usages, allowed.privateKey);
-}
-
-export function toBytes(data: BufferSource): Uint8Array {
-  return ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
 }
 
 /** Export: public keys are native and never reach here; token keys are never extractable. */

@@ -1,11 +1,10 @@
 /** RSA-PSS signing in the token (CKM_SHA*_RSA_PKCS_PSS, or CKM_RSA_PKCS_PSS over a digest). */
 import * as core from "webcrypto-core";
-import { createHash } from "node:crypto";
 import { CKM, HASH_MECHANISM, HASH_MGF, PARAMS } from "../../pkcs11/constants.js";
 import { bytes, sign, verify, type Mechanism } from "../../pkcs11/operations.js";
 import type { TokenKey } from "../../pkcs11/token-key.js";
 import { generateRsa, importRsa, refuseExport } from "./rsa-keys.js";
-import { hashName, requireMechanism, tokenKey, type ProviderContext } from "./context.js";
+import { digestOf, hashName, requireMechanism, tokenKey, type ProviderContext } from "./context.js";
 import { RSASSA_USAGES } from "./rsassa.js";
 
 const HASHED = { "SHA-1": 0xe, "SHA-256": CKM.SHA256_RSA_PKCS_PSS, "SHA-384": CKM.SHA384_RSA_PKCS_PSS, "SHA-512": CKM.SHA512_RSA_PKCS_PSS } as const;
@@ -15,7 +14,7 @@ function prepare(key: TokenKey, hashAlg: unknown, saltLength: number, data: Buff
   const parameter = { type: PARAMS.RSA_PSS, hashAlg: HASH_MECHANISM[hash], mgf: HASH_MGF[hash], saltLen: saltLength };
   if (key.token.has(HASHED[hash])) return { mechanism: { mechanism: HASHED[hash], parameter }, input: data };
   requireMechanism(key, CKM.RSA_PKCS_PSS, `RSA-PSS with ${hash}`);
-  const digest = createHash(hash.replace("-", "").toLowerCase()).update(data).digest();
+  const digest = digestOf(hash, data);
   return { mechanism: { mechanism: CKM.RSA_PKCS_PSS, parameter }, input: digest };
 }
 

@@ -1,11 +1,10 @@
 /** RSASSA-PKCS1-v1_5 signing in the token (CKM_SHA*_RSA_PKCS, or CKM_RSA_PKCS over a DigestInfo). */
 import * as core from "webcrypto-core";
-import { createHash } from "node:crypto";
 import { CKM } from "../../pkcs11/constants.js";
 import { bytes, sign, verify } from "../../pkcs11/operations.js";
 import type { TokenKey } from "../../pkcs11/token-key.js";
 import { generateRsa, importRsa, refuseExport } from "./rsa-keys.js";
-import { hashName, requireMechanism, tokenKey, type ProviderContext } from "./context.js";
+import { digestOf, hashName, requireMechanism, tokenKey, type ProviderContext } from "./context.js";
 
 const HASHED = { "SHA-1": 0x6, "SHA-256": CKM.SHA256_RSA_PKCS, "SHA-384": CKM.SHA384_RSA_PKCS, "SHA-512": CKM.SHA512_RSA_PKCS } as const;
 
@@ -23,7 +22,7 @@ function mechanismFor(key: TokenKey, hashAlg: unknown, data: Buffer): { mechanis
   const hash = hashName(hashAlg);
   if (key.token.has(HASHED[hash])) return { mechanism: HASHED[hash], input: data };
   requireMechanism(key, CKM.RSA_PKCS, `RSASSA-PKCS1-v1_5 with ${hash}`);
-  const digest = createHash(hash.replace("-", "").toLowerCase()).update(data).digest();
+  const digest = digestOf(hash, data);
   return { mechanism: CKM.RSA_PKCS, input: Buffer.concat([Buffer.from(DIGEST_INFO[hash], "hex"), digest]) };
 }
 

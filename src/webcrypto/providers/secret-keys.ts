@@ -4,7 +4,7 @@ import type { HsmCryptoKey, HsmKeyAlgorithm } from "../crypto-key.js";
 import { dataError } from "../dom-errors.js";
 import { materialFromJwk } from "../key-material.js";
 import { capabilitiesFor, cryptoKeyFor, importMaterial, requireToken, type ProviderContext } from "./context.js";
-import { toBytes } from "./rsa-keys.js";
+import { bytes } from "../../pkcs11/operations.js";
 
 export async function generateSecret(
   context: ProviderContext,
@@ -21,7 +21,7 @@ export async function generateSecret(
 
 /** Raw bytes of a `raw` or `oct` JWK secret offered for import. */
 export function secretBytes(format: KeyFormat, keyData: JsonWebKey | BufferSource): Uint8Array {
-  if (format === "raw") return toBytes(keyData as BufferSource);
+  if (format === "raw") return new Uint8Array(bytes(keyData as BufferSource));
   if (format === "jwk") {
     const material = materialFromJwk(keyData as JsonWebKey);
     if (material.kind !== "HMAC") throw dataError("JWK is not an 'oct' secret key");
