@@ -12,17 +12,15 @@ export type Placement = "inline" | "either" | "thread";
 const INLINE_BUDGET_MS = 2;
 /** What handing a call to a worker thread costs the main thread, with margin (pkcs11js async call, measured 50-100 µs). */
 const THREAD_HOP_MS = 0.12;
+/**
+ * Below this inline cost a signature is batched onto a signing thread rather than hopping on its
+ * own: SoftHSM's ECDSA (0.05 ms) and EdDSA (0.15 ms, more under load) are; a network HSM's
+ * round trip is not, and runs on pkcs11js threads over pooled sessions, many at once.
+ */
+const CHEAP_MS = 1;
 
-/** Offset of the cost key of a mechanism measured while the signing thread was busy. */
-export const CONTENDED = 2 ** 32;
-
-/** Running mean of the inline duration of each mechanism, in ms, and how many samples made it. */
+/** Running mean of the inline duration of each mechanism, in ms. */
 const cost = new Map<number, number>();
-const samples = new Map<number, number>();
-/** Samples needed before a mechanism is judged contended; then one call in PROBE_EVERY still measures. */
-const MIN_SAMPLES = 16;
-const PROBE_EVERY = 32;
-let probe = 0;
 const queue: (() => void)[] = [];
 let spent = 0;
 let turnScheduled = false;
@@ -55,23 +53,15 @@ export const inlineBudget = {
   charge(ms: number, costKey?: number): void {
     spent += ms;
     if (costKey !== undefined) {
-      cost.set(costKey, (cost.get(costKey) ?? ms) * 0.9 + ms * 0.1);
-      samples.set(costKey, (samples.get(costKey) ?? 0) + 1);
+      // A sample far above the mean (a GC pause, a page fault) moves it a little, not tenfold.
+      const mean = cost.get(costKey);
+      cost.set(costKey, mean === undefined ? ms : mean * 0.9 + Math.min(ms, mean * 4) * 0.1);
     }
     scheduleTurn();
   },
-  /**
-   * Whether this mechanism signs markedly slower inline while the signing thread is busy: the
-   * token (nearly) serialises it, so signing on both threads gains little. Two threads whose
-   * operations each take r times longer together give 2/r the throughput: below ~1.15x
-   * (r > 1.7) it is not worth the main thread's time. SoftHSM 2.6: ECDSA r≈1.95, EdDSA r≈1.45.
-   */
-  contended(costKey: number): boolean {
-    const alone = cost.get(costKey);
-    const together = cost.get(costKey + CONTENDED);
-    if (alone === undefined || together === undefined || (samples.get(costKey + CONTENDED) ?? 0) < MIN_SAMPLES) return false;
-    if (++probe % PROBE_EVERY === 0) return false; // keep measuring: the token's behaviour may change
-    return together > alone * 1.7;
+  /** Whether work of this kind is cheap enough to batch onto a signing thread (unknown: yes). */
+  cheap(costKey: number): boolean {
+    return (cost.get(costKey) ?? 0) < CHEAP_MS;
   },
   /** Whether work of this kind costs more inline than a thread hop (unknown: not worth it). */
   worthAThread(costKey: number | undefined): boolean {

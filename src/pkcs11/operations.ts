@@ -12,7 +12,7 @@ import type * as pkcs11 from "pkcs11js";
 import { decode, readAttributes, type Template } from "./attributes.js";
 import { ckrOf, tokenError } from "./ckr.js";
 import { CKA, CKK, CKO, mechanismName } from "./constants.js";
-import { CONTENDED, inlineBudget, type Placement } from "./inline-budget.js";
+import { inlineBudget, type Placement } from "./inline-budget.js";
 import type { TokenKey } from "./token-key.js";
 
 export type Mechanism = pkcs11.Mechanism;
@@ -27,53 +27,59 @@ export function bytes(data: ArrayBuffer | ArrayBufferView): Buffer {
 
 type Body<T> = (lib: pkcs11.PKCS11, session: pkcs11.Handle, handle: pkcs11.Handle, inline: boolean) => T | Promise<T>;
 
-function run<T>(key: TokenKey, placement: Placement, what: string, fn: Body<T>, costKey?: number): Promise<T> {
+/** What failed, for an error message; built only when something did (it looks the name up). */
+const describe = (call: string, mechanism: Mechanism, key: TokenKey) => `${call} (${mechanismName(mechanism.mechanism)}) with ${key.describe()}`;
+
+function run<T>(key: TokenKey, placement: Placement, call: string, mechanism: Mechanism, fn: Body<T>, costKey?: number): Promise<T> {
   const token = key.token;
   return token.run(placement, (session, inline) => fn(token.lib, session, key.handle(session), inline), costKey).catch((error: unknown) => {
-    throw tokenError(error, `${what} with ${key.describe()}`);
+    throw tokenError(error, describe(call, mechanism, key));
   });
 }
 
-/** Signatures queued on the signing thread beyond which the main thread signs inline too. */
+/** Signatures queued on the signing threads beyond which the main thread signs inline too. */
 const SIGN_THREAD_DEPTH = 8;
+
 
 /** Slow mechanisms always run on a worker thread; fast ones inline while the turn's budget lasts. */
 const placementOf = (slow: boolean): Placement => (slow ? "thread" : "either");
 
 export function sign(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
-  const what = `C_Sign (${mechanismName(mechanism.mechanism)})`;
+  const token = key.token;
+  const m = mechanism.mechanism;
+  // Cheap signatures go to the token's signing threads, in batches, past this turn's inline budget
+  // and while the threads have work. When they are swamped the main thread signs too, if the
+  // mechanism spreads over threads at all (see spread-choice.ts). A failure on a signing thread
+  // counts as the first attempt: a lost session is recovered and the signature tried once more on
+  // a pooled session; anything else is reported as it is.
+  const threads = !slow && mechanism.parameter === undefined && inlineBudget.cheap(m) ? token.signThreads : undefined;
   const body: Body<Buffer> = (lib, session, handle, inline) => {
     lib.C_SignInit(session, mechanism, handle);
     const out = Buffer.alloc(outLength);
-    return inline ? lib.C_Sign(session, data, out) : lib.C_SignAsync(session, data, out);
+    if (!inline) return lib.C_SignAsync(session, data, out);
+    const signature = lib.C_Sign(session, data, out);
+    threads?.signed(m);
+    return signature;
   };
-  // Fast signatures go to the token's signing thread, in batches, past this turn's inline budget
-  // and while the thread has work but is not swamped (then the main thread signs too). A failure
-  // there counts as the first attempt: a lost session is recovered and the signature tried once
-  // more on a pooled session; anything else is reported as it is.
-  // The main thread helps only where the token runs signatures in parallel (measured: inline cost
-  // with the thread busy against inline cost alone).
-  const token = key.token;
-  const busy = token.signThreadLoad();
-  const m = mechanism.mechanism;
-  const toThread = !slow && mechanism.parameter === undefined && (!inlineBudget.available() || (busy > 0 && (busy < SIGN_THREAD_DEPTH || inlineBudget.contended(m))));
+  const busy = threads?.pending ?? 0;
+  const toThread = threads !== undefined && (!inlineBudget.available() || (busy > 0 && (busy < SIGN_THREAD_DEPTH || !threads.spreads(m))));
   const handle = toThread ? key.cachedHandle() : undefined;
-  if (!handle) return run(key, placementOf(slow), what, body, busy > 0 ? m + CONTENDED : m);
-  return token
-    .signThread()
-    .sign(mechanism.mechanism, handle, data, outLength)
+  if (!threads || !handle) return run(key, placementOf(slow), "C_Sign", mechanism, body, m);
+  return threads
+    .pick(m)
+    .sign(m, handle, data, outLength)
     .catch(async (error: unknown) => {
-      if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return run(key, placementOf(slow), what, body, mechanism.mechanism);
-      if (token.closed || !token.isLost(error)) throw tokenError(error, `${what} with ${key.describe()}`);
+      if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return run(key, placementOf(slow), "C_Sign", mechanism, body, m);
+      if (token.closed || !token.isLost(error)) throw tokenError(error, describe("C_Sign", mechanism, key));
       await token.recover();
       return token.pool.use((session) => body(token.lib, session, key.handle(session), false)).catch((again: unknown) => {
-        throw tokenError(again, `${what} with ${key.describe()}`);
+        throw tokenError(again, describe("C_Sign", mechanism, key));
       });
     });
 }
 
 export function verify(key: TokenKey, mechanism: Mechanism, data: Buffer, signature: Buffer): Promise<boolean> {
-  return run(key, "inline", `C_Verify (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, "inline", "C_Verify", mechanism, (lib, session, handle) => {
     lib.C_VerifyInit(session, mechanism, handle);
     try {
       return lib.C_Verify(session, data, signature.length ? signature : EMPTY);
@@ -87,7 +93,7 @@ export function verify(key: TokenKey, mechanism: Mechanism, data: Buffer, signat
 }
 
 export function encrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
-  return run(key, placementOf(slow), `C_Encrypt (${mechanismName(mechanism.mechanism)})`, (lib, session, handle, inline) => {
+  return run(key, placementOf(slow), "C_Encrypt", mechanism, (lib, session, handle, inline) => {
     lib.C_EncryptInit(session, mechanism, handle);
     const out = Buffer.alloc(Math.max(outLength, 1));
     return inline ? lib.C_Encrypt(session, data, out) : lib.C_EncryptAsync(session, data, out);
@@ -95,7 +101,7 @@ export function encrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLe
 }
 
 export function decrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
-  return run(key, placementOf(slow), `C_Decrypt (${mechanismName(mechanism.mechanism)})`, (lib, session, handle, inline) => {
+  return run(key, placementOf(slow), "C_Decrypt", mechanism, (lib, session, handle, inline) => {
     lib.C_DecryptInit(session, mechanism, handle);
     const out = Buffer.alloc(Math.max(outLength, 1));
     return inline ? lib.C_Decrypt(session, data, out) : lib.C_DecryptAsync(session, data, out);
@@ -127,7 +133,7 @@ function readValueAndDestroy(lib: pkcs11.PKCS11, session: pkcs11.Handle, object:
 
 /** Derive `length` bytes (e.g. ECDH's shared secret) and return them; the derived object is destroyed. */
 export function deriveSecret(key: TokenKey, mechanism: Mechanism, length: number): Promise<Buffer> {
-  return run(key, "inline", `C_DeriveKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, "inline", "C_DeriveKey", mechanism, (lib, session, handle) => {
     const derived = lib.C_DeriveKey(session, mechanism, handle, carrierTemplate([{ type: CKA.VALUE_LEN, value: length }]));
     return readValueAndDestroy(lib, session, derived);
   });
@@ -135,7 +141,7 @@ export function deriveSecret(key: TokenKey, mechanism: Mechanism, length: number
 
 /** Wrap raw key bytes with a token key (C_WrapKey over a throwaway carrier object). */
 export function wrapBytes(key: TokenKey, mechanism: Mechanism, keyBytes: Buffer): Promise<Buffer> {
-  return run(key, "inline", `C_WrapKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, "inline", "C_WrapKey", mechanism, (lib, session, handle) => {
     const carrier = lib.C_CreateObject(session, carrierTemplate([{ type: CKA.VALUE, value: keyBytes }]));
     try {
       return lib.C_WrapKey(session, mechanism, handle, carrier, Buffer.alloc(keyBytes.length + 64));
@@ -147,7 +153,7 @@ export function wrapBytes(key: TokenKey, mechanism: Mechanism, keyBytes: Buffer)
 
 /** Unwrap with a token key into a throwaway carrier and return its bytes. */
 export function unwrapBytes(key: TokenKey, mechanism: Mechanism, wrapped: Buffer): Promise<Buffer> {
-  return run(key, "inline", `C_UnwrapKey (${mechanismName(mechanism.mechanism)})`, (lib, session, handle) => {
+  return run(key, "inline", "C_UnwrapKey", mechanism, (lib, session, handle) => {
     const carrier = lib.C_UnwrapKey(session, mechanism, handle, wrapped, carrierTemplate());
     return readValueAndDestroy(lib, session, carrier);
   });

@@ -13,8 +13,10 @@
  * caller runs it on the ordinary path.
  */
 import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type * as pkcs11 from "pkcs11js";
+import { SpreadChoice } from "./spread-choice.js";
 
 interface Job {
   mechanism: number;
@@ -71,7 +73,11 @@ export class SignThread {
   /** Set when a job failed there: its session may be gone, so the token starts a fresh thread. */
   broken = false;
 
-  constructor(libraryPath: string, slot: pkcs11.Handle) {
+  constructor(
+    libraryPath: string,
+    slot: pkcs11.Handle,
+    readonly onSigned: (mechanism: number) => void,
+  ) {
     const pkcs11js = createRequire(import.meta.url).resolve("pkcs11js");
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
@@ -106,6 +112,7 @@ export class SignThread {
     batch.forEach((job, i) => {
       const r = results[i];
       if (r?.ok) {
+        this.onSigned(job.mechanism);
         job.resolve(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength));
       } else {
         this.broken = true;
@@ -145,5 +152,68 @@ export class SignThread {
       setTimeout(() => void this.#worker.terminate(), 5000).unref();
     }).finally(() => this.#fail(closed));
     return this.#closing;
+  }
+}
+
+/** More signing threads than this gain nothing a pool of sessions on pkcs11js threads does not. */
+const MAX_THREADS = 4;
+
+/**
+ * A token's signing threads, started as load needs them: up to one per core (at most MAX_THREADS).
+ * A mechanism the token runs in parallel spreads over them; one it serialises (SoftHSM's ECDSA)
+ * keeps to the first, since a second caller would only slow both down (see spread-choice.ts).
+ */
+export class SignThreads {
+  #threads: SignThread[] = [];
+  readonly #max = Math.max(1, Math.min(availableParallelism(), MAX_THREADS));
+  readonly #choices = new Map<number, SpreadChoice>();
+
+  constructor(
+    readonly libraryPath: string,
+    readonly slot: pkcs11.Handle,
+  ) {}
+
+  /** Whether signatures of this mechanism currently spread over several threads. */
+  spreads(mechanism: number): boolean {
+    return this.#choice(mechanism).spread;
+  }
+
+  /** Count a signature of this mechanism that finished, wherever it ran. */
+  signed(mechanism: number): void {
+    this.#choice(mechanism).signed();
+  }
+
+  #choice(mechanism: number): SpreadChoice {
+    let choice = this.#choices.get(mechanism);
+    if (!choice) this.#choices.set(mechanism, (choice = new SpreadChoice()));
+    return choice;
+  }
+
+  /** The thread for the next signature: the least loaded one if the mechanism spreads, else the first. */
+  pick(mechanism: number): SignThread {
+    // A thread on which a job failed may have lost its session: it ends, and a fresh one starts.
+    this.#threads = this.#threads.filter((thread) => !thread.broken || void thread.close());
+    if (this.#threads.length === 0) return this.#start();
+    if (!this.spreads(mechanism)) return this.#threads[0]!;
+    const idlest = this.#threads.reduce((a, b) => (b.pending < a.pending ? b : a));
+    return idlest.pending > 0 && this.#threads.length < this.#max ? this.#start() : idlest;
+  }
+
+  #start(): SignThread {
+    const thread = new SignThread(this.libraryPath, this.slot, (mechanism) => this.signed(mechanism));
+    this.#threads.push(thread);
+    return thread;
+  }
+
+  /** Signatures queued on or owed by all threads. */
+  get pending(): number {
+    return this.#threads.reduce((n, thread) => n + thread.pending, 0);
+  }
+
+  /** End every thread (see SignThread.close); the set may start new ones afterwards. */
+  async close(): Promise<void> {
+    const threads = this.#threads;
+    this.#threads = [];
+    await Promise.all(threads.map((thread) => thread.close()));
   }
 }

@@ -20,7 +20,7 @@ import { LoginShare } from "./login.js";
 import { acquireModule, type LoadedModule } from "./module.js";
 import { inlineBudget, type Placement } from "./inline-budget.js";
 import { SessionPool, type PoolOptions, type PoolStats } from "./pool.js";
-import { SignThread } from "./sign-thread.js";
+import { SignThreads } from "./sign-thread.js";
 import { describeSelector, findToken, type TokenSelector } from "./slot.js";
 
 const CKF_LOGIN_REQUIRED = 0x4;
@@ -52,7 +52,7 @@ export class Token {
   #closed = false;
   #recovering: Promise<void> | undefined;
   #anchorQueue: Promise<unknown> = Promise.resolve();
-  #signThread: SignThread | undefined;
+  #signThreads: SignThreads | undefined;
   readonly #loginShare: LoginShare;
 
   private constructor(module: LoadedModule, selector: TokenSelector, options: TokenOpenOptions) {
@@ -160,10 +160,8 @@ export class Token {
     this.#recovering ??= Promise.resolve()
       .then(async () => {
         this.pool.drainIdle();
-        // The signing thread's session goes too: recovery starts every session afresh.
-        const thread = this.#signThread;
-        this.#signThread = undefined;
-        await thread?.close();
+        // The signing threads' sessions go too: recovery starts every session afresh.
+        await this.#signThreads?.close();
         if (this.#anchor) {
           try {
             this.lib.C_CloseSession(this.#anchor);
@@ -228,20 +226,15 @@ export class Token {
     return placement === "either" ? this.withSession(onThread) : this.withSession(inline);
   }
 
-  /** The token's signing thread, started on first use (see sign-thread.ts). */
-  signThread(): SignThread {
+  /** The token's signing threads (see sign-thread.ts); none runs until one is picked. */
+  get signThreads(): SignThreads {
     this.assertOpen();
-    if (this.#signThread?.broken) {
-      void this.#signThread.close();
-      this.#signThread = undefined;
-    }
-    this.#signThread ??= new SignThread(this.module.path, this.slot);
-    return this.#signThread;
+    return (this.#signThreads ??= new SignThreads(this.module.path, this.slot));
   }
 
-  /** Signatures queued on or owed by the signing thread (0 when it has not started). */
+  /** Signatures queued on or owed by the signing threads (0 when none has started). */
   signThreadLoad(): number {
-    return this.#signThread?.pending ?? 0;
+    return this.#signThreads?.pending ?? 0;
   }
 
   stats(): PoolStats {
@@ -253,8 +246,8 @@ export class Token {
     if (this.#closed) return;
     this.#closed = true;
     this.pool.close();
-    // The signing thread must be gone before the module may be finalized under it.
-    await this.#signThread?.close();
+    // The signing threads must be gone before the module may be finalized under them.
+    await this.#signThreads?.close();
     if (this.#anchor) {
       try {
         this.lib.C_CloseSession(this.#anchor);
