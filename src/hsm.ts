@@ -11,6 +11,7 @@ import { destroyObjects, generateKeyPair, generateSecretKey, importKeyMaterial, 
 import { countObjects, describeReference, findKey, listKeyObjects, resolveReference, type KeyRef, type KeyReference } from "./pkcs11/find-key.js";
 import { Token } from "./pkcs11/token.js";
 import type { PoolStats } from "./pkcs11/pool.js";
+import type { ThreadStats } from "./pkcs11/token-thread.js";
 import type { TokenKey } from "./pkcs11/token-key.js";
 import { resolveOptions, type HsmOptions } from "./options.js";
 import { HsmKey, type HsmKeyOptions, type KeyParts } from "./jose/hsm-key.js";
@@ -201,9 +202,9 @@ export class Hsm implements AsyncDisposable {
     return parts.length + (owner ? await deleteCertificateObjects(this.#token, owner) : 0);
   }
 
-  /** Sessions in use and objects on the token (for monitoring, and for tests that check nothing leaked). */
-  async stats(): Promise<{ sessions: PoolStats; objects: { token: number; session: number } }> {
-    return { sessions: this.#token.stats(), objects: await countObjects(this.#token) };
+  /** Sessions and token threads in use, and objects on the token (for monitoring, and for tests that check nothing leaked). */
+  async stats(): Promise<{ sessions: PoolStats; threads: ThreadStats; objects: { token: number; session: number } }> {
+    return { sessions: this.#token.stats(), threads: this.#token.threadStats(), objects: await countObjects(this.#token) };
   }
 
   /** Close every session and release the module. Idempotent. */

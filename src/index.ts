@@ -13,6 +13,8 @@ export { HsmCrypto } from "./webcrypto/crypto.js";
 export { HsmSubtleCrypto } from "./webcrypto/subtle.js";
 export { isHsmCryptoKey } from "./webcrypto/crypto-key.js";
 export type { KeyRef, KeyReference } from "./pkcs11/find-key.js";
+export type { PoolStats } from "./pkcs11/pool.js";
+export type { ThreadStats } from "./pkcs11/token-thread.js";
 export { parsePkcs11Uri, formatPkcs11Uri, type Pkcs11Uri } from "./pkcs11/uri.js";
 export { ensureEmbeddedToken, embeddedHome, type EmbeddedToken } from "./pkcs11/embedded.js";
 export {

@@ -1,54 +1,73 @@
 /**
- * The choice between one signing thread and several, made from measured throughput: driven here
- * by a fake clock and counts, since the point is the decision rule, not a token's speed (the
- * sign-thread tests run real signatures through it).
+ * The choice between one thread and several, made from measured throughput: driven here by a fake
+ * clock and counts, since the point is the decision rule, not a token's speed (the token-thread
+ * tests run real operations through it).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { SpreadChoice } from "../src/pkcs11/spread-choice.js";
 
-/** Run `windows` windows of 250 ms in which the choice signs at `rate(spread)` signatures per ms; return the ways taken. */
-function drive(choice: SpreadChoice, clock: { t: number }, windows: number, rate: (spread: boolean) => number): boolean[] {
+/** Advance in steps of `stepMs`, finishing `rate(way)` operations per ms; return the way of each step. */
+function drive(choice: SpreadChoice, clock: { t: number }, steps: number, rate: (spread: boolean) => number, stepMs = 50): boolean[] {
   const ways: boolean[] = [];
-  for (let w = 0; w < windows; w++) {
+  for (let i = 0; i < steps; i++) {
     const spread = choice.spread;
     ways.push(spread);
-    const n = Math.round(rate(spread) * 250);
-    for (let i = 0; i < n; i++) choice.signed();
-    clock.t += 250;
+    const n = Math.round(rate(spread) * stepMs);
+    for (let j = 0; j < n; j++) choice.done();
+    clock.t += stepMs;
   }
   return ways;
 }
 
-test("a token that serialises the mechanism: after one window of trying, signatures keep to one thread", () => {
+/** The fraction of steps that went each way. */
+const share = (ways: boolean[], spread: boolean) => ways.filter((w) => w === spread).length / ways.length;
+
+test("a token that serialises the mechanism: after one comparison, operations keep to one thread", () => {
   const clock = { t: 0 };
   const choice = new SpreadChoice(() => clock.t);
-  const ways = drive(choice, clock, 14, (spread) => (spread ? 12 : 19));
-  assert.deepEqual(ways.slice(0, 3), [false, true, false], "measures one way, then the other, then keeps the faster");
-  assert.deepEqual(ways.slice(2, 14), Array(12).fill(false));
-  // After KEEP windows the other way is measured again, once, and left again.
-  assert.deepEqual(drive(choice, clock, 3, (spread) => (spread ? 12 : 19)), [true, false, false]);
+  const ways = drive(choice, clock, 16, (spread) => (spread ? 12 : 19));
+  // It starts spread: a window of 150 ms spread; a 50 ms settle and a window on one thread; a
+  // settle and a window spread again; then one thread, for good.
+  assert.deepEqual(ways.map(Number).join(""), "1110000111100000");
+  // Over the next 32 windows it stays there but for one more comparison at the end.
+  assert.ok(share(drive(choice, clock, 3 * 32, (spread) => (spread ? 12 : 19)), false) > 0.95);
 });
 
-test("a token that scales: signatures spread over threads", () => {
+test("a token that scales: operations spread over threads, and stay spread", () => {
   const clock = { t: 0 };
   const choice = new SpreadChoice(() => clock.t);
-  const ways = drive(choice, clock, 10, (spread) => (spread ? 8.4 : 6.4));
-  assert.deepEqual(ways.slice(0, 2), [false, true]);
-  assert.deepEqual(ways.slice(1), Array(9).fill(true));
+  const ways = drive(choice, clock, 16, (spread) => (spread ? 8.4 : 6.4));
+  assert.deepEqual(ways.map(Number).join(""), "1110000111111111");
+  assert.ok(share(drive(choice, clock, 3 * 64, (spread) => (spread ? 8.4 : 6.4)), true) > 0.95);
 });
 
-test("windows with too few signatures (no load) decide nothing", () => {
+test("windows with too few operations (no load) decide nothing", () => {
   const clock = { t: 0 };
   const choice = new SpreadChoice(() => clock.t);
-  assert.deepEqual(drive(choice, clock, 20, () => 0.1), Array(20).fill(false));
+  assert.deepEqual(drive(choice, clock, 40, () => 0.1), Array(40).fill(true));
 });
 
-test("when the load changes which way is faster, the choice follows within a keep period", () => {
+test("a tie (a load that does not fill the threads) keeps the way in use", () => {
   const clock = { t: 0 };
   const choice = new SpreadChoice(() => clock.t);
-  drive(choice, clock, 6, (spread) => (spread ? 8 : 6));
+  assert.deepEqual(drive(choice, clock, 40, (spread) => (spread ? 3 : 3.1)).slice(12), Array(28).fill(true));
+});
+
+test("a load that grows during the comparison does not favour the way measured later", () => {
+  const clock = { t: 0 };
+  const choice = new SpreadChoice(() => clock.t);
+  // The token serialises (one thread is 1.2x as fast), while the load triples over the comparison.
+  let step = 0;
+  const ways = drive(choice, clock, 16, (spread) => (1 + step++ / 8) * (spread ? 5 : 6));
+  assert.equal(ways.at(-1), false);
+});
+
+test("when the load changes which way is faster, the choice follows at the next comparison", () => {
+  const clock = { t: 0 };
+  const choice = new SpreadChoice(() => clock.t);
+  drive(choice, clock, 16, (spread) => (spread ? 8 : 6));
   assert.equal(choice.spread, true);
-  const ways = drive(choice, clock, 30, (spread) => (spread ? 3 : 6));
+  const ways = drive(choice, clock, 3 * 40, (spread) => (spread ? 3 : 6));
   assert.equal(ways.at(-1), false);
 });

@@ -59,9 +59,16 @@ test("a token call that hangs past operationTimeoutMs is rejected with ERR_HSM_T
   const waited = Date.now() - started;
   assert.ok(waited >= 250 && waited < 900, `rejected after ${waited} ms`);
   faulty.clearFault();
-  // The hung call still holds its session until the token answers; then the session is retired.
-  assert.equal((await hsm.stats()).sessions.busy, 1);
+  // RSA signs whole on a token thread. The hung call keeps that thread (and its session) until the
+  // token answers; the thread takes no more work, and ends when the call returns.
+  assert.deepEqual((await hsm.stats()).threads, { serving: 0, stalled: 1, pending: 0 });
+  const opened = faulty.calls("C_OpenSession");
+  assert.equal(verifies(await sign()), true, "a fresh thread signs meanwhile");
+  assert.equal(faulty.calls("C_OpenSession"), opened + 1, "the fresh thread opened its own session");
+  const closed = faulty.calls("C_CloseSession");
   await sleep(900);
+  assert.deepEqual((await hsm.stats()).threads, { serving: 1, stalled: 0, pending: 0 });
+  assert.equal(faulty.calls("C_CloseSession"), closed + 1, "the stalled thread closed its session when it ended");
   assert.deepEqual(await leftovers(hsm), { sessionObjects: 0, busySessions: 0 });
   assert.equal(verifies(await sign()), true);
 });

@@ -13,6 +13,7 @@ import { decode, readAttributes, type Template } from "./attributes.js";
 import { ckrOf, tokenError } from "./ckr.js";
 import { CKA, CKK, CKO, mechanismName } from "./constants.js";
 import { inlineBudget, type Placement } from "./inline-budget.js";
+import type { ThreadOp } from "./token-thread.js";
 import type { TokenKey } from "./token-key.js";
 
 export type Mechanism = pkcs11.Mechanism;
@@ -37,45 +38,55 @@ function run<T>(key: TokenKey, placement: Placement, call: string, mechanism: Me
   });
 }
 
-/** Signatures queued on the signing threads beyond which the main thread signs inline too. */
-const SIGN_THREAD_DEPTH = 8;
-
+/** Jobs queued on the token threads beyond which the main thread signs cheap signatures inline too. */
+const THREAD_DEPTH = 8;
 
 /** Slow mechanisms always run on a worker thread; fast ones inline while the turn's budget lasts. */
 const placementOf = (slow: boolean): Placement => (slow ? "thread" : "either");
 
+/**
+ * Run a single-part operation whole (Init and final) on a token thread. A failure there counts as
+ * the first attempt: a lost session is recovered and the operation tried once more on a pooled
+ * session; a job the thread never got to runs on the ordinary path; anything else is reported as
+ * it is.
+ */
+function onThread(key: TokenKey, op: ThreadOp, mechanism: Mechanism, data: Buffer, outLength: number, body: Body<Buffer>, slow: boolean): Promise<Buffer> {
+  const token = key.token;
+  const call = op === "sign" ? "C_Sign" : "C_Decrypt";
+  const handle = token.threads.usable ? key.cachedHandle() : undefined;
+  if (!handle) return run(key, placementOf(slow), call, mechanism, body, mechanism.mechanism);
+  return token.threads
+    .pick(mechanism.mechanism)
+    .run(op, mechanism, handle, data, outLength)
+    .catch(async (error: unknown) => {
+      if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return run(key, placementOf(slow), call, mechanism, body, mechanism.mechanism);
+      if (token.closed || !token.isLost(error)) throw tokenError(error, describe(call, mechanism, key));
+      await token.recover();
+      return token.pool.use((session) => body(token.lib, session, key.handle(session), false)).catch((again: unknown) => {
+        throw tokenError(again, describe(call, mechanism, key));
+      });
+    });
+}
+
 export function sign(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
   const token = key.token;
   const m = mechanism.mechanism;
-  // Cheap signatures go to the token's signing threads, in batches, past this turn's inline budget
-  // and while the threads have work. When they are swamped the main thread signs too, if the
-  // mechanism spreads over threads at all (see spread-choice.ts). A failure on a signing thread
-  // counts as the first attempt: a lost session is recovered and the signature tried once more on
-  // a pooled session; anything else is reported as it is.
-  const threads = !slow && mechanism.parameter === undefined && inlineBudget.cheap(m) ? token.signThreads : undefined;
   const body: Body<Buffer> = (lib, session, handle, inline) => {
     lib.C_SignInit(session, mechanism, handle);
     const out = Buffer.alloc(outLength);
     if (!inline) return lib.C_SignAsync(session, data, out);
     const signature = lib.C_Sign(session, data, out);
-    threads?.signed(m);
+    token.threads.done(m);
     return signature;
   };
-  const busy = threads?.pending ?? 0;
-  const toThread = threads !== undefined && (!inlineBudget.available() || (busy > 0 && (busy < SIGN_THREAD_DEPTH || !threads.spreads(m))));
-  const handle = toThread ? key.cachedHandle() : undefined;
-  if (!threads || !handle) return run(key, placementOf(slow), "C_Sign", mechanism, body, m);
-  return threads
-    .pick(m)
-    .sign(m, handle, data, outLength)
-    .catch(async (error: unknown) => {
-      if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return run(key, placementOf(slow), "C_Sign", mechanism, body, m);
-      if (token.closed || !token.isLost(error)) throw tokenError(error, describe("C_Sign", mechanism, key));
-      await token.recover();
-      return token.pool.use((session) => body(token.lib, session, key.handle(session), false)).catch((again: unknown) => {
-        throw tokenError(again, describe("C_Sign", mechanism, key));
-      });
-    });
+  // Slow and middling signatures (RSA; a network HSM's round trip) run on token threads. Cheap ones
+  // run inline while this turn's budget lasts and the threads are idle, else on the threads, in
+  // batches; when the threads are swamped the main thread signs too, if the mechanism spreads over
+  // threads at all (see spread-choice.ts).
+  if (slow || !inlineBudget.cheap(m)) return onThread(key, "sign", mechanism, data, outLength, body, slow);
+  const busy = token.threadLoad();
+  const toThread = !inlineBudget.available() || (busy > 0 && (busy < THREAD_DEPTH || !token.threads.spreads(m)));
+  return toThread ? onThread(key, "sign", mechanism, data, outLength, body, slow) : run(key, "either", "C_Sign", mechanism, body, m);
 }
 
 export function verify(key: TokenKey, mechanism: Mechanism, data: Buffer, signature: Buffer): Promise<boolean> {
@@ -101,11 +112,14 @@ export function encrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLe
 }
 
 export function decrypt(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {
-  return run(key, placementOf(slow), "C_Decrypt", mechanism, (lib, session, handle, inline) => {
+  const body: Body<Buffer> = (lib, session, handle, inline) => {
     lib.C_DecryptInit(session, mechanism, handle);
     const out = Buffer.alloc(Math.max(outLength, 1));
     return inline ? lib.C_Decrypt(session, data, out) : lib.C_DecryptAsync(session, data, out);
-  }, mechanism.mechanism);
+  };
+  // Private-key decryption (RSA-OAEP) runs whole on a token thread, its Init call included.
+  if (slow) return onThread(key, "decrypt", mechanism, data, outLength, body, slow);
+  return run(key, "either", "C_Decrypt", mechanism, body, mechanism.mechanism);
 }
 
 /** Template of a throwaway secret whose value may be read: a session object, never on the token. */

@@ -1,56 +1,78 @@
 /**
- * Whether the signatures of one mechanism spread over several threads, or keep to one.
+ * Whether the operations with one mechanism spread over several threads, or keep to one.
  *
  * Some tokens serialise a mechanism inside (SoftHSM 2.6's ECDSA: two threads together sign no
- * faster than one), so every extra caller only adds contention; others sign on every core
- * (SoftHSM's EdDSA: 1.3x on two). Which is which is measured where it matters, as throughput
- * under the current load: each way is tried for a window of WINDOW_MS, the faster is kept for
- * KEEP windows, then the other is measured again. A window with fewer than MIN_SIGNATURES is not
- * load, and says nothing.
+ * faster than one; NSS softoken's RSA), so every extra caller only adds contention; others run it
+ * on every core (SoftHSM's EdDSA: 1.3x on two, its RSA 1.8x). Which is which is measured where it
+ * matters, as throughput under the current load, in windows of WINDOW_MS: the way in use is
+ * measured, then the other, then the first again (so that a load or a JIT warming up in between
+ * does not favour the later way); the other is taken if it was faster by MARGIN, and the way
+ * chosen is kept for KEEP windows before the next such comparison. It starts spread. The first SETTLE_MS after a change are not measured (threads start, queues
+ * drain), and a window with fewer than MIN_DONE operations is not load, and says nothing.
  */
-const WINDOW_MS = 250;
-const KEEP = 12;
-const MIN_SIGNATURES = 64;
+const WINDOW_MS = 150;
+const SETTLE_MS = 50;
+const KEEP = 20;
+const MIN_DONE = 32;
+/** The other way must be this much faster to be taken: ties (a load that does not fill the threads) keep the way in use. */
+const MARGIN = 1.05;
 
 export class SpreadChoice {
-  #spread = false;
-  /** Signatures per ms measured each way (running mean), undefined until measured. */
-  readonly #rate: Record<"one" | "spread", number | undefined> = { one: undefined, spread: undefined };
+  /** Spread until measured otherwise: most tokens run operations on several threads at once. */
+  #spread = true;
   #windowStart: number;
-  #signed = 0;
-  #keepFor = 0;
+  #settling = false;
+  #done = 0;
+  #keepFor = 1;
+  /** Of a comparison: 0 none under way; 1 the other way is being measured; 2 the first way again. */
+  #phase = 0;
+  /** Operations per ms: the way kept, before the comparison, and the other way. */
+  #before = 0;
+  #other = 0;
 
   constructor(readonly now: () => number = () => performance.now()) {
     this.#windowStart = now();
   }
 
-  /** Whether the next signature may go to any thread (else to the first signing thread only). */
+  /** Whether the next operation may go to any thread (else to the first thread only). */
   get spread(): boolean {
     const now = this.now();
-    if (now - this.#windowStart >= WINDOW_MS) this.#endWindow(now);
+    const elapsed = now - this.#windowStart;
+    if (elapsed >= (this.#settling ? SETTLE_MS : WINDOW_MS)) this.#endWindow(now);
     return this.#spread;
   }
 
-  /** One signature of this mechanism finished. */
-  signed(): void {
-    this.#signed++;
+  /** One operation with this mechanism finished. */
+  done(): void {
+    this.#done++;
   }
 
   #endWindow(now: number): void {
-    const way = this.#spread ? "spread" : "one";
-    if (this.#signed >= MIN_SIGNATURES) {
-      const rate = this.#signed / (now - this.#windowStart);
-      this.#rate[way] = this.#rate[way] === undefined ? rate : (this.#rate[way]! + rate) / 2;
-      const other = this.#rate[this.#spread ? "one" : "spread"];
-      if (other === undefined || this.#keepFor-- <= 0) {
-        // Measure the other way (again).
-        this.#spread = !this.#spread;
-        this.#keepFor = KEEP;
-      } else if (other > this.#rate[way]!) {
-        this.#spread = !this.#spread;
-      }
-    }
+    const measured = !this.#settling && this.#done >= MIN_DONE;
+    const elapsed = now - this.#windowStart;
+    this.#settling = false;
     this.#windowStart = now;
-    this.#signed = 0;
+    const done = this.#done;
+    this.#done = 0;
+    if (!measured) return;
+    const rate = done / elapsed;
+    if (this.#phase === 1) {
+      this.#other = rate;
+      this.#phase = 2;
+      this.#change();
+    } else if (this.#phase === 2) {
+      this.#phase = 0;
+      this.#keepFor = KEEP;
+      if (this.#other > ((this.#before + rate) / 2) * MARGIN) this.#change();
+    } else if (--this.#keepFor <= 0) {
+      this.#before = rate;
+      this.#phase = 1;
+      this.#change();
+    }
+  }
+
+  #change(): void {
+    this.#spread = !this.#spread;
+    this.#settling = true;
   }
 }

@@ -20,7 +20,7 @@ import { LoginShare } from "./login.js";
 import { acquireModule, type LoadedModule } from "./module.js";
 import { inlineBudget, type Placement } from "./inline-budget.js";
 import { SessionPool, type PoolOptions, type PoolStats } from "./pool.js";
-import { SignThreads } from "./sign-thread.js";
+import { TokenThreads, type ThreadStats } from "./token-thread.js";
 import { describeSelector, findToken, type TokenSelector } from "./slot.js";
 
 const CKF_LOGIN_REQUIRED = 0x4;
@@ -52,7 +52,7 @@ export class Token {
   #closed = false;
   #recovering: Promise<void> | undefined;
   #anchorQueue: Promise<unknown> = Promise.resolve();
-  #signThreads: SignThreads | undefined;
+  #threads: TokenThreads | undefined;
   readonly #loginShare: LoginShare;
 
   private constructor(module: LoadedModule, selector: TokenSelector, options: TokenOpenOptions) {
@@ -160,8 +160,8 @@ export class Token {
     this.#recovering ??= Promise.resolve()
       .then(async () => {
         this.pool.drainIdle();
-        // The signing threads' sessions go too: recovery starts every session afresh.
-        await this.#signThreads?.close();
+        // The token threads' sessions go too: recovery starts every session afresh.
+        await this.#threads?.close();
         if (this.#anchor) {
           try {
             this.lib.C_CloseSession(this.#anchor);
@@ -226,15 +226,19 @@ export class Token {
     return placement === "either" ? this.withSession(onThread) : this.withSession(inline);
   }
 
-  /** The token's signing threads (see sign-thread.ts); none runs until one is picked. */
-  get signThreads(): SignThreads {
+  /** The token's threads (see token-thread.ts); none runs until one is picked. */
+  get threads(): TokenThreads {
     this.assertOpen();
-    return (this.#signThreads ??= new SignThreads(this.module.path, this.slot));
+    return (this.#threads ??= new TokenThreads(this.module.path, this.slot, this.loginRequired, this.pool.operationTimeoutMs, this.describe()));
   }
 
-  /** Signatures queued on or owed by the signing threads (0 when none has started). */
-  signThreadLoad(): number {
-    return this.#signThreads?.pending ?? 0;
+  /** Operations queued on or owed by the token threads (0 when none has started). */
+  threadLoad(): number {
+    return this.#threads?.pending ?? 0;
+  }
+
+  threadStats(): ThreadStats {
+    return this.#threads?.stats() ?? { serving: 0, stalled: 0, pending: 0 };
   }
 
   stats(): PoolStats {
@@ -246,8 +250,8 @@ export class Token {
     if (this.#closed) return;
     this.#closed = true;
     this.pool.close();
-    // The signing threads must be gone before the module may be finalized under them.
-    await this.#signThreads?.close();
+    // The token threads must be gone before the module may be finalized under them.
+    await this.#threads?.close();
     if (this.#anchor) {
       try {
         this.lib.C_CloseSession(this.#anchor);

@@ -27,7 +27,7 @@ for (const [alg, params, hash] of [
     let maxLoad = 0;
     let sampling = true;
     const sample = () => {
-      maxLoad = Math.max(maxLoad, hsm.token.signThreadLoad());
+      maxLoad = Math.max(maxLoad, hsm.token.threadLoad());
       if (sampling) setImmediate(sample);
     };
     sample();
