@@ -1,11 +1,14 @@
 /**
- * The signing thread: under load, fast signatures are batched onto a worker thread with its own
- * session. Every signature must still verify, the thread must really be used, and its session must
- * be closed when the thread goes (recovery, close): sessions belong to the process, not the thread.
+ * Token threads: under load, fast signatures are batched onto worker threads with their own
+ * sessions, and slow operations (RSA signing, RSA-OAEP decryption) run there whole, Init call
+ * included. Every result must still be right, the threads must really be used, the event loop must
+ * not wait for a slow Init, and every thread's session must be closed when the thread goes
+ * (recovery, close): sessions belong to the process, not the thread.
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { createPublicKey, verify as nodeVerify, type JsonWebKey as NodeJwk } from "node:crypto";
+import { constants, createPublicKey, publicEncrypt, verify as nodeVerify, type JsonWebKey as NodeJwk } from "node:crypto";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freshHsm, leftovers } from "./helpers/token.js";
@@ -21,7 +24,7 @@ for (const [alg, params, hash] of [
   ["ES256", { name: "ECDSA", hash: "SHA-256" }, "sha256"],
   ["EdDSA", { name: "Ed25519" }, null],
 ] as const) {
-  test(`${alg}: 3,000 concurrent signatures, batched onto the signing thread, all verify`, async () => {
+  test(`${alg}: 3,000 concurrent signatures, batched onto token threads, all verify`, async () => {
     const key = await hsm.generateKey(alg, { label: `thread-${alg}` });
     const publicKey = createPublicKey({ key: key.exportPublic() as unknown as NodeJwk, format: "jwk" });
     let maxLoad = 0;
@@ -34,7 +37,7 @@ for (const [alg, params, hash] of [
     const messages = Array.from({ length: 3000 }, (_, i) => new TextEncoder().encode(`message ${i}`));
     const signatures = await Promise.all(messages.map((m) => hsm.crypto.subtle.sign(params, key.privateKey!, m)));
     sampling = false;
-    assert.ok(maxLoad > 0, "the signing thread was never used");
+    assert.ok(maxLoad > 0, "no token thread was used");
     signatures.forEach((signature, i) => {
       const ok = nodeVerify(hash, messages[i]!, { key: publicKey, dsaEncoding: "ieee-p1363" }, Buffer.from(signature));
       assert.equal(ok, true, `signature ${i} does not verify`);
@@ -43,7 +46,27 @@ for (const [alg, params, hash] of [
   });
 }
 
-test("every session opened, the signing thread's included, is closed again: after a recovery and after close", async () => {
+test("PS256 signatures (mechanism parameters) and RSA-OAEP decryptions run on token threads, 200 at once, all right", async () => {
+  const key = await hsm.generateKey("PS256", { label: "thread-rsa" });
+  const publicKey = createPublicKey({ key: key.exportPublic() as unknown as NodeJwk, format: "jwk" });
+  const messages = Array.from({ length: 200 }, (_, i) => new TextEncoder().encode(`message ${i}`));
+  const signatures = await Promise.all(messages.map((m) => hsm.crypto.subtle.sign({ name: "RSA-PSS", saltLength: 32 }, key.privateKey!, m)));
+  assert.ok(hsm.token.threadStats().serving >= 1, "no token thread was started");
+  signatures.forEach((signature, i) => {
+    const ok = nodeVerify("sha256", messages[i]!, { key: publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, Buffer.from(signature));
+    assert.equal(ok, true, `signature ${i} does not verify`);
+  });
+  // SoftHSM decrypts OAEP with SHA-1 only (see the README), so RSA-OAEP it is.
+  const oaep = (await hsm.getKey("thread-rsa", { alg: "RSA-OAEP" })).as("RSA-OAEP");
+  const oaepPublic = createPublicKey({ key: oaep.exportPublic() as unknown as NodeJwk, format: "jwk" });
+  const ciphertexts = messages.map((m) => publicEncrypt({ key: oaepPublic, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: "sha1" }, m));
+  const plaintexts = await Promise.all(ciphertexts.map((c) => hsm.crypto.subtle.decrypt({ name: "RSA-OAEP" }, oaep.privateKey!, c)));
+  plaintexts.forEach((p, i) => assert.deepEqual(Buffer.from(p), Buffer.from(messages[i]!)));
+  assert.deepEqual(await leftovers(hsm), { sessionObjects: 0, busySessions: 0 });
+  await hsm.deleteKey("thread-rsa");
+});
+
+test("every session opened, the token threads' included, is closed again: after a recovery and after close", async () => {
   // Count C_OpenSession/C_CloseSession through the fault-injecting module (no faults set).
   const label = hsm.info.label;
   const pin = readFileSync(join(fixture.home, "user.pin"), "utf8").split("\n")[0]!;
@@ -59,6 +82,32 @@ test("every session opened, the signing thread's included, is closed again: afte
     await load();
     await counted.close();
     assert.equal(faulty.calls("C_CloseSession"), faulty.calls("C_OpenSession"), "a session was left open");
+  } finally {
+    faulty.dispose();
+  }
+});
+
+test("a slow C_SignInit (300 ms, as NSS's RSA or a network HSM's round trip) does not block the event loop", async () => {
+  const label = hsm.info.label;
+  const pin = readFileSync(join(fixture.home, "user.pin"), "utf8").split("\n")[0]!;
+  const faulty = faultyModule();
+  try {
+    const slow = await openHsm({ module: faulty.path, token: label, pin });
+    const key = await slow.generateKey("RS256", { label: "slow-init" });
+    faulty.setFault({ delayFunction: "C_SignInit", delayMs: 300 });
+    const delay = monitorEventLoopDelay({ resolution: 5 });
+    delay.enable();
+    const started = performance.now();
+    const signatures = await Promise.all(Array.from({ length: 4 }, (_, i) => slow.crypto.subtle.sign("RSASSA-PKCS1-v1_5", key.privateKey!, new Uint8Array([i]))));
+    const elapsed = performance.now() - started;
+    delay.disable();
+    faulty.clearFault();
+    assert.ok(elapsed >= 300, `the delay was not applied (${elapsed} ms)`);
+    assert.ok(delay.max / 1e6 < 150, `the event loop waited ${delay.max / 1e6} ms for a C_SignInit`);
+    const publicKey = createPublicKey({ key: key.exportPublic() as unknown as NodeJwk, format: "jwk" });
+    signatures.forEach((s, i) => assert.equal(nodeVerify("sha256", new Uint8Array([i]), publicKey, Buffer.from(s)), true));
+    await slow.deleteKey("slow-init");
+    await slow.close();
   } finally {
     faulty.dispose();
   }

@@ -13,9 +13,9 @@ const INLINE_BUDGET_MS = 2;
 /** What handing a call to a worker thread costs the main thread, with margin (pkcs11js async call, measured 50-100 µs). */
 const THREAD_HOP_MS = 0.12;
 /**
- * Below this inline cost a signature is batched onto a signing thread rather than hopping on its
- * own: SoftHSM's ECDSA (0.05 ms) and EdDSA (0.15 ms, more under load) are; a network HSM's
- * round trip is not, and runs on pkcs11js threads over pooled sessions, many at once.
+ * Below this inline cost a signature may run inline while the turn's budget lasts: SoftHSM's ECDSA
+ * (0.05 ms) and EdDSA (0.15 ms, more under load). Dearer ones (a network HSM's round trip) always
+ * run on token threads.
  */
 const CHEAP_MS = 1;
 
@@ -59,7 +59,7 @@ export const inlineBudget = {
     }
     scheduleTurn();
   },
-  /** Whether work of this kind is cheap enough to batch onto a signing thread (unknown: yes). */
+  /** Whether work of this kind is cheap enough to sign inline while the turn's budget lasts (unknown: yes). */
   cheap(costKey: number): boolean {
     return (cost.get(costKey) ?? 0) < CHEAP_MS;
   },
