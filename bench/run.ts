@@ -36,6 +36,7 @@ import type { HsmOptions } from "../src/options.js";
 import type { HsmKey } from "../src/jose/hsm-key.js";
 import { installShim } from "../src/shim/install.js";
 import type { PoolStats } from "../src/pkcs11/pool.js";
+import type { ThreadStats } from "../src/pkcs11/token-thread.js";
 import { CKA, CKD_NULL, CKK, CKM, CKO, PARAMS } from "../src/pkcs11/constants.js";
 
 type Group = "hsmkey" | "raw-sync" | "raw-async" | "raw-threads" | "nwp11" | "native" | "soak";
@@ -61,8 +62,8 @@ export interface Row {
     rssBeforeMb: number;
     rssAfterMb: number;
     rssGrowthMb: number;
-    before: { sessions: PoolStats; objects: { token: number; session: number } };
-    after: { sessions: PoolStats; objects: { token: number; session: number } };
+    before: { sessions: PoolStats; threads: ThreadStats; objects: { token: number; session: number } };
+    after: { sessions: PoolStats; threads: ThreadStats; objects: { token: number; session: number } };
   };
 }
 
@@ -648,12 +649,12 @@ async function soak(hsm: Hsm, keys: Keys): Promise<void> {
     workload: `JWT ES256 soak x${soakCount}`,
     soak: {
       rssBeforeMb: mb(rssBefore), rssAfterMb: mb(rssAfter), rssGrowthMb: mb(rssAfter - rssBefore),
-      before: { sessions: before.sessions, objects: before.objects },
-      after: { sessions: after.sessions, objects: after.objects },
+      before: { sessions: before.sessions, threads: before.threads, objects: before.objects },
+      after: { sessions: after.sessions, threads: after.threads, objects: after.objects },
     },
   });
   const s = rows[rows.length - 1]!.soak!;
-  console.log(`soak: RSS ${s.rssBeforeMb} -> ${s.rssAfterMb} MB; sessions ${JSON.stringify(before.sessions)} -> ${JSON.stringify(after.sessions)}; objects ${JSON.stringify(before.objects)} -> ${JSON.stringify(after.objects)}`);
+  console.log(`soak: RSS ${s.rssBeforeMb} -> ${s.rssAfterMb} MB; sessions ${JSON.stringify(before.sessions)} -> ${JSON.stringify(after.sessions)}; token threads ${JSON.stringify(before.threads)} -> ${JSON.stringify(after.threads)}; objects ${JSON.stringify(before.objects)} -> ${JSON.stringify(after.objects)}`);
 }
 
 function markdown(result: { startedAt: string; quick: boolean; rowMs: number; machine: Record<string, unknown>; token: Record<string, unknown>; rows: Row[] }): string {
@@ -680,7 +681,7 @@ function markdown(result: { startedAt: string; quick: boolean; rowMs: number; ma
   const soakRow = result.rows.find((r) => r.soak);
   if (soakRow?.soak) {
     const s = soakRow.soak;
-    lines.push("", `Soak (${soakRow.workload}): RSS ${s.rssBeforeMb} → ${s.rssAfterMb} MB (${s.rssGrowthMb >= 0 ? "+" : ""}${s.rssGrowthMb} MB); sessions ${JSON.stringify(s.before.sessions)} → ${JSON.stringify(s.after.sessions)}; objects ${JSON.stringify(s.before.objects)} → ${JSON.stringify(s.after.objects)}.`);
+    lines.push("", `Soak (${soakRow.workload}): RSS ${s.rssBeforeMb} → ${s.rssAfterMb} MB (${s.rssGrowthMb >= 0 ? "+" : ""}${s.rssGrowthMb} MB); sessions ${JSON.stringify(s.before.sessions)} → ${JSON.stringify(s.after.sessions)}; token threads ${JSON.stringify(s.before.threads)} → ${JSON.stringify(s.after.threads)}; objects ${JSON.stringify(s.before.objects)} → ${JSON.stringify(s.after.objects)}.`);
   }
   return `${lines.join("\n")}\n`;
 }

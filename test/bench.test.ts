@@ -69,6 +69,8 @@ test("npm run bench -- --quick writes every row, with work done and no error on 
     assert.equal(s.after.objects.session, s.before.objects.session, "session objects left by the soak");
     assert.equal(s.after.objects.token, s.before.objects.token, "token objects left by the soak");
     assert.equal(s.after.sessions.busy, 0);
+    assert.equal(s.after.threads.pending, 0, "operations still owed by token threads after the soak");
+    assert.equal(s.after.threads.stalled, 0);
 
     const md = readFileSync(join(out, "latest.md"), "utf8");
     assert.match(md, /^# hsmkey benchmark \(quick pass/);

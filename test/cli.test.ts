@@ -85,7 +85,8 @@ describe("hsmkey command line", () => {
     const [listed, tabled, showed] = await Promise.all([
       ok(hsmkey(["keys", "list", "--json"])),
       ok(hsmkey(["keys", "list"])),
-      ok(hsmkey(["keys", "show", "--key", String(gen.kid), "--json"])),
+      // A kid may start with "-", so it is given as --key=KID.
+      ok(hsmkey(["keys", "show", `--key=${String(gen.kid)}`, "--json"])),
     ]);
     const list = JSON.parse(listed.stdout) as Record<string, unknown>[];
     assert.deepEqual(list.map((k) => k.label).sort(), ["ed", "signer"]);
@@ -204,6 +205,12 @@ describe("hsmkey command line", () => {
     writeFileSync(jwkPath, JSON.stringify(ed.privateKey.export({ format: "jwk" })));
     const edImported = JSON.parse((await ok(hsmkey(["keys", "import", jwkPath, "--label", "ed-imported", "--json"]))).stdout) as { type: string };
     assert.equal(edImported.type, "OKP Ed25519");
+  });
+
+  test("a value that starts with a dash (as one kid in 64 does) is refused with the way to give it", async () => {
+    const r = await hsmkey(["keys", "show", "--key", "-Ab3"]);
+    assert.equal(r.status, 2);
+    oneLineError(r, /argument is ambiguous.*'--key=-XYZ'/);
   });
 
   test("keys delete needs --yes without a terminal, then removes the key", async () => {

@@ -91,7 +91,11 @@ export async function main(argv: string[]): Promise<number> {
     try {
       parsed = parseArgs({ args: argv, options: { ...GLOBAL_OPTIONS, ...command.options }, allowPositionals: true, strict: true });
     } catch (error) {
-      throw new UsageError(`${(error as Error).message.split("\n")[0]!.replace(/\. To specify a positional.*$/, "")} (see 'hsmkey ${command.path.join(" ")} --help')`);
+      const lines = (error as Error).message.split("\n");
+      // A kid may start with "-": keep node's hint for that case ("use '--key=-XYZ'").
+      const dash = lines.find((l) => l.startsWith("To specify an option argument starting with a dash"));
+      const first = lines[0]!.replace(/\. To specify a positional.*$/, "");
+      throw new UsageError(`${dash ? `${first} ${dash}` : first} (see 'hsmkey ${command.path.join(" ")} --help')`);
     }
     const positionals = parsed.positionals.slice(command.path.length);
     if (positionals.length > (command.maxPositionals ?? 0)) {

@@ -54,18 +54,14 @@ function onThread(key: TokenKey, op: ThreadOp, mechanism: Mechanism, data: Buffe
   const token = key.token;
   const call = op === "sign" ? "C_Sign" : "C_Decrypt";
   const handle = token.threads.usable ? key.cachedHandle() : undefined;
-  if (!handle) return run(key, placementOf(slow), call, mechanism, body, mechanism.mechanism);
-  return token.threads
-    .pick(mechanism.mechanism)
-    .run(op, mechanism, handle, data, outLength)
-    .catch(async (error: unknown) => {
-      if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return run(key, placementOf(slow), call, mechanism, body, mechanism.mechanism);
-      if (token.closed || !token.isLost(error)) throw tokenError(error, describe(call, mechanism, key));
-      await token.recover();
-      return token.pool.use((session) => body(token.lib, session, key.handle(session), false)).catch((again: unknown) => {
-        throw tokenError(again, describe(call, mechanism, key));
-      });
-    });
+  const ordinary = () => run(key, placementOf(slow), call, mechanism, body, mechanism.mechanism);
+  if (!handle) return ordinary();
+  const first = () => token.threads.pick(mechanism.mechanism).run(op, mechanism, handle, data, outLength);
+  const again = () => token.pool.use((session) => body(token.lib, session, key.handle(session), false));
+  return token.retryOnce(first, again).catch((error: unknown) => {
+    if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return ordinary();
+    throw tokenError(error, describe(call, mechanism, key));
+  });
 }
 
 export function sign(key: TokenKey, mechanism: Mechanism, data: Buffer, outLength: number, slow: boolean): Promise<Buffer> {

@@ -183,14 +183,22 @@ export class Token {
    * Run `fn` with a pooled session. If the token reports a lost session or login, recover and run
    * it once more. `fn` must look object handles up through the current generation.
    */
-  async withSession<T>(fn: (session: pkcs11.Handle) => T | Promise<T>): Promise<T> {
+  withSession<T>(fn: (session: pkcs11.Handle) => T | Promise<T>): Promise<T> {
     this.assertOpen();
+    return this.retryOnce(() => this.pool.use(fn), () => this.pool.use(fn));
+  }
+
+  /**
+   * Run `first`; if it fails because our sessions or login are lost, recover and run `again` (the
+   * same work, on a pooled session) once. Any other failure, or a second one, is the caller's.
+   */
+  async retryOnce<T>(first: () => Promise<T>, again: () => Promise<T>): Promise<T> {
     try {
-      return await this.pool.use(fn);
+      return await first();
     } catch (error) {
       if (this.#closed || !this.isLost(error)) throw error;
       await this.recover();
-      return await this.pool.use(fn);
+      return await again();
     }
   }
 
@@ -214,14 +222,15 @@ export class Token {
     const inline = (session: pkcs11.Handle) => fn(session, true) as T;
     let done: { value: T } | undefined;
     const started = performance.now();
+    let failed: unknown;
     try {
       done = this.pool.trySync(inline);
     } catch (error) {
-      if (this.#closed || !this.isLost(error)) return Promise.reject(error);
-      return this.recover().then(() => this.pool.use(inline));
+      failed = error;
     } finally {
       inlineBudget.charge(performance.now() - started, done ? costKey : undefined);
     }
+    if (failed !== undefined) return this.retryOnce(() => Promise.reject(failed), () => this.pool.use(inline));
     if (done) return Promise.resolve(done.value);
     return placement === "either" ? this.withSession(onThread) : this.withSession(inline);
   }
