@@ -112,11 +112,10 @@ export class HsmKey {
     const fitting = JOSE_ALGORITHMS.filter((a) => fitsKey(shapeOf(a), main.info));
     const publicKeys = new Map<JoseAlgorithm, CryptoKey>();
     if (publicJwk && publicInfo) {
-      for (const a of fitting) {
-        const shape = shapeOf(a);
-        if (a === "EdDSA" && main.info.curve === "Ed448") continue;
-        publicKeys.set(a, await nativePublicKey(publicJwk, keyAlgorithm(shape, publicInfo), shape.publicUsages));
-      }
+      // One native public CryptoKey per algorithm the key fits (as() is synchronous), imported at once.
+      const shaped = fitting.filter((a) => !(a === "EdDSA" && main.info.curve === "Ed448"));
+      const imported = await Promise.all(shaped.map((a) => nativePublicKey(publicJwk, keyAlgorithm(shapeOf(a), publicInfo), shapeOf(a).publicUsages)));
+      shaped.forEach((a, i) => publicKeys.set(a, imported[i]!));
     }
     const algorithms = fitting.filter((a) => tokenSupports(shapeOf(a), main.info, main.token));
     const certificate = publicJwk ? certificateFor(publicJwk, parts.certificates ?? []) : undefined;
