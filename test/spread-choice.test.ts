@@ -30,8 +30,8 @@ test("a token that serialises the mechanism: after one comparison, operations ke
   // It starts spread: a window of 150 ms spread; a 50 ms settle and a window on one thread; a
   // settle and a window spread again; then one thread, for good.
   assert.deepEqual(ways.map(Number).join(""), "1110000111100000");
-  // Over the next 32 windows it stays there but for one more comparison at the end.
-  assert.ok(share(drive(choice, clock, 3 * 32, (spread) => (spread ? 12 : 19)), false) > 0.95);
+  // Over the next 64 windows of 150 ms it stays there, but for the comparisons every 40 windows.
+  assert.ok(share(drive(choice, clock, 3 * 64, (spread) => (spread ? 12 : 19)), false) > 0.95);
 });
 
 test("a token that scales: operations spread over threads, and stay spread", () => {
@@ -68,6 +68,7 @@ test("when the load changes which way is faster, the choice follows at the next 
   const choice = new SpreadChoice(() => clock.t);
   drive(choice, clock, 16, (spread) => (spread ? 8 : 6));
   assert.equal(choice.spread, true);
-  const ways = drive(choice, clock, 3 * 40, (spread) => (spread ? 3 : 6));
+  // The next comparison comes within 40 windows of 150 ms (6 s).
+  const ways = drive(choice, clock, 3 * 45, (spread) => (spread ? 3 : 6));
   assert.equal(ways.at(-1), false);
 });

@@ -12,7 +12,7 @@
  */
 const WINDOW_MS = 150;
 const SETTLE_MS = 50;
-const KEEP = 20;
+const KEEP = 40;
 const MIN_DONE = 32;
 /** The other way must be this much faster to be taken: ties (a load that does not fill the threads) keep the way in use. */
 const MARGIN = 1.05;
