@@ -8,13 +8,16 @@ import assert from "node:assert/strict";
 import { SpreadChoice } from "../src/pkcs11/spread-choice.js";
 
 /** Advance in steps of `stepMs`, finishing `rate(way)` operations per ms; return the way of each step. */
-function drive(choice: SpreadChoice, clock: { t: number }, steps: number, rate: (spread: boolean) => number, stepMs = 50): boolean[] {
+function drive(choice: SpreadChoice, clock: { t: number }, steps: number, rate: (spread: boolean) => number, stepMs = 50, queued = 32): boolean[] {
   const ways: boolean[] = [];
   for (let i = 0; i < steps; i++) {
     const spread = choice.spread;
     ways.push(spread);
     const n = Math.round(rate(spread) * stepMs);
-    for (let j = 0; j < n; j++) choice.done();
+    for (let j = 0; j < n; j++) {
+      choice.handing(queued);
+      choice.done();
+    }
     clock.t += stepMs;
   }
   return ways;
@@ -46,6 +49,12 @@ test("windows with too few operations (no load) decide nothing", () => {
   const clock = { t: 0 };
   const choice = new SpreadChoice(() => clock.t);
   assert.deepEqual(drive(choice, clock, 40, () => 0.1), Array(40).fill(true));
+});
+
+test("a load that lets the threads' queues run dry (the callers' pace, not the token's) decides nothing", () => {
+  const clock = { t: 0 };
+  const choice = new SpreadChoice(() => clock.t);
+  assert.deepEqual(drive(choice, clock, 40, (spread) => (spread ? 3 : 9), 50, 1), Array(40).fill(true));
 });
 
 test("a tie (a load that does not fill the threads) keeps the way in use", () => {

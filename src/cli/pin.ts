@@ -7,10 +7,11 @@ export function promptPin(prompt: string): Promise<string> {
       reject(new Error("No PIN: set HSMKEY_PIN or HSMKEY_PIN_FILE, or give --pin-file"));
       return;
     }
-    process.stderr.write(prompt);
     let pin = "";
     const wasRaw = stdin.isRaw;
+    // Echo off before the prompt shows: a PIN typed the moment the prompt appears is not echoed.
     stdin.setRawMode(true);
+    process.stderr.write(prompt);
     stdin.resume();
     stdin.setEncoding("utf8");
     const done = (error?: Error) => {

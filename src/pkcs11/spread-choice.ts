@@ -14,6 +14,7 @@ const WINDOW_MS = 150;
 const SETTLE_MS = 50;
 const KEEP = 40;
 const MIN_DONE = 32;
+const QUEUED = 4;
 /** The other way must be this much faster to be taken: ties (a load that does not fill the threads) keep the way in use. */
 const MARGIN = 1.05;
 
@@ -23,6 +24,7 @@ export class SpreadChoice {
   #windowStart: number;
   #settling = false;
   #done = 0;
+  #starved = false;
   #keepFor = 1;
   /** Of a comparison: 0 none under way; 1 the other way is being measured; 2 the first way again. */
   #phase = 0;
@@ -42,13 +44,19 @@ export class SpreadChoice {
     return this.#spread;
   }
 
+  /** An operation with this mechanism is about to be handed to the threads, which have `queued` waiting. */
+  handing(queued: number): void {
+    if (queued < QUEUED) this.#starved = true;
+  }
+
   /** One operation with this mechanism finished. */
   done(): void {
     this.#done++;
   }
 
   #endWindow(now: number): void {
-    const measured = !this.#settling && this.#done >= MIN_DONE;
+    const measured = !this.#settling && !this.#starved && this.#done >= MIN_DONE;
+    this.#starved = false;
     const elapsed = now - this.#windowStart;
     this.#settling = false;
     this.#windowStart = now;

@@ -283,8 +283,10 @@ export class TokenThreads {
       if (thread.stalled) this.#stalled.add(thread);
       return !thread.stalled && !thread.exited;
     });
+    const choice = this.#choice(mechanism);
+    choice.handing(this.pending);
     if (this.#threads.length === 0) return this.#start();
-    if (!this.spreads(mechanism)) return this.#threads[0]!;
+    if (!choice.spread) return this.#threads[0]!;
     const idlest = this.#threads.reduce((a, b) => (b.pending < a.pending ? b : a));
     return idlest.pending > 0 && this.#threads.length < this.#max ? this.#start() : idlest;
   }
