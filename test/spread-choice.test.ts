@@ -57,6 +57,17 @@ test("a load that lets the threads' queues run dry (the callers' pace, not the t
   assert.deepEqual(drive(choice, clock, 40, (spread) => (spread ? 3 : 9), 50, 1), Array(40).fill(true));
 });
 
+test("a load that grows eightfold is compared again at once, not after the keep period", () => {
+  const clock = { t: 0 };
+  const choice = new SpreadChoice(() => clock.t);
+  // Eight callers: one thread is a little faster.
+  drive(choice, clock, 16, (spread) => (spread ? 9 : 10), 50, 8);
+  assert.equal(choice.spread, false);
+  // Sixty-four: spreading is faster; within a second (20 steps of 50 ms) it spreads.
+  const ways = drive(choice, clock, 20, (spread) => (spread ? 14 : 10), 50, 64);
+  assert.equal(ways.at(-1), true);
+});
+
 test("a tie (a load that does not fill the threads) keeps the way in use", () => {
   const clock = { t: 0 };
   const choice = new SpreadChoice(() => clock.t);

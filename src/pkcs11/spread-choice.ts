@@ -25,6 +25,11 @@ export class SpreadChoice {
   #settling = false;
   #done = 0;
   #starved = false;
+  /** Operations waiting, summed over this window's handings, and how many handings. */
+  #queuedSum = 0;
+  #handings = 0;
+  /** Mean operations waiting in the window that made the last decision. */
+  #decidedAt = 0;
   #keepFor = 1;
   /** Of a comparison: 0 none under way; 1 the other way is being measured; 2 the first way again. */
   #phase = 0;
@@ -47,6 +52,8 @@ export class SpreadChoice {
   /** An operation with this mechanism is about to be handed to the threads, which have `queued` waiting. */
   handing(queued: number): void {
     if (queued < QUEUED) this.#starved = true;
+    this.#queuedSum += queued;
+    this.#handings++;
   }
 
   /** One operation with this mechanism finished. */
@@ -56,7 +63,9 @@ export class SpreadChoice {
 
   #endWindow(now: number): void {
     const measured = !this.#settling && !this.#starved && this.#done >= MIN_DONE;
+    const queued = this.#handings ? this.#queuedSum / this.#handings : 0;
     this.#starved = false;
+    this.#queuedSum = this.#handings = 0;
     const elapsed = now - this.#windowStart;
     this.#settling = false;
     this.#windowStart = now;
@@ -71,8 +80,9 @@ export class SpreadChoice {
     } else if (this.#phase === 2) {
       this.#phase = 0;
       this.#keepFor = KEEP;
+      this.#decidedAt = queued;
       if (this.#other > ((this.#before + rate) / 2) * MARGIN) this.#change();
-    } else if (--this.#keepFor <= 0) {
+    } else if (--this.#keepFor <= 0 || queued > 2 * this.#decidedAt || queued < this.#decidedAt / 2) {
       this.#before = rate;
       this.#phase = 1;
       this.#change();
