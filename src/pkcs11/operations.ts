@@ -1,10 +1,12 @@
 /**
  * Single-part cryptographic operations on token keys.
  *
- * Each operation holds one pooled session from its *Init to its final call. `slow` operations (RSA
- * private-key work) run on pkcs11js' worker threads so the event loop stays free; fast ones run
- * synchronously on an idle session, which costs less than the thread hop, until the event-loop
- * turn's inline budget is spent (see inline-budget.ts), then on worker threads too.
+ * Each operation holds one session from its *Init to its final call. Signing and private-key
+ * decryption that is `slow` (RSA) or dearer than a thread hop runs whole on the token threads
+ * (token-thread.ts), so that neither its Init nor its final call blocks the event loop; cheap
+ * signatures run synchronously on an idle pooled session until the event-loop turn's inline budget
+ * is spent (inline-budget.ts), then on the token threads too. Where the threads cannot be used
+ * (p11-kit's client: a separate login per thread) pkcs11js' worker threads take the final calls.
  * Temporary objects (derived secrets, wrap/unwrap carriers) are destroyed before the session goes
  * back to the pool, whatever happens.
  */

@@ -203,8 +203,8 @@ export class Token {
   }
 
   /**
-   * Run an operation where it costs least. "thread": on a pkcs11js worker thread (slow mechanisms:
-   * RSA private-key work, key generation). "inline": synchronously on the main thread, the only way
+   * Run an operation on a pooled session where it costs least. "thread": its final call on a pkcs11js
+   * worker thread (key generation; slow operations where the token threads cannot be used). "inline": synchronously on the main thread, the only way
    * for multi-call sequences (create, wrap, destroy). "either": inline while this event-loop turn's
    * inline budget lasts and a session is idle, else on a worker thread, so that under load the
    * second core signs while the main thread builds the next tokens.
