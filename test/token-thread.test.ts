@@ -12,7 +12,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freshHsm, leftovers } from "./helpers/token.js";
-import { faultyModule } from "./helpers/fault.js";
+import { CKR, faultyModule } from "./helpers/fault.js";
 import { openHsm } from "../src/index.js";
 
 const fixture = await freshHsm();
@@ -108,6 +108,33 @@ test("a slow C_SignInit (300 ms, as NSS's RSA or a network HSM's round trip) doe
     signatures.forEach((s, i) => assert.equal(nodeVerify("sha256", new Uint8Array([i]), publicKey, Buffer.from(s)), true));
     await slow.deleteKey("slow-init");
     await slow.close();
+  } finally {
+    faulty.dispose();
+  }
+});
+
+test("a token thread that cannot open its session: its jobs run on the ordinary path, and no thread is tried for a while", async () => {
+  const label = hsm.info.label;
+  const pin = readFileSync(join(fixture.home, "user.pin"), "utf8").split("\n")[0]!;
+  const faulty = faultyModule();
+  try {
+    const counted = await openHsm({ module: faulty.path, token: label, pin });
+    const key = await counted.generateKey("RS256", { label: "no-thread" });
+    const publicKey = createPublicKey({ key: key.exportPublic() as unknown as NodeJwk, format: "jwk" });
+    const sign = (i: number) => counted.crypto.subtle.sign("RSASSA-PKCS1-v1_5", key.privateKey!, new Uint8Array([i]));
+    // The next C_OpenSession is the first token thread's (the pool has an idle session already).
+    faulty.setFault({ function: "C_OpenSession", rv: CKR.DEVICE_ERROR, nth: 1 });
+    const signatures = await Promise.all([0, 1, 2, 3].map(sign));
+    faulty.clearFault();
+    signatures.forEach((s, i) => assert.equal(nodeVerify("sha256", new Uint8Array([i]), publicKey, Buffer.from(s)), true));
+    assert.equal(faulty.calls("C_OpenSession") >= 3, true, "anchor, pooled and the thread's failed open");
+    assert.equal(counted.token.threads.usable, false);
+    const opened = faulty.calls("C_OpenSession");
+    assert.equal(nodeVerify("sha256", new Uint8Array([9]), publicKey, Buffer.from(await sign(9))), true);
+    assert.equal(faulty.calls("C_OpenSession"), opened, "a thread was started again at once");
+    assert.deepEqual(counted.token.threadStats(), { serving: 0, stalled: 0, pending: 0 });
+    await counted.deleteKey("no-thread");
+    await counted.close();
   } finally {
     faulty.dispose();
   }

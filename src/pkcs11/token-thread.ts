@@ -106,8 +106,8 @@ export class TokenThread {
   #closing: Promise<void> | undefined;
   /** Set when a batch outlived the time limit: the thread takes no more work. */
   stalled = false;
-  /** Set when the thread found it does not share the main thread's login (see the worker). */
-  unshared = false;
+  /** Whether the worker answered anything: one that ends before that could not serve at all. */
+  #answered = false;
 
   constructor(
     libraryPath: string,
@@ -116,6 +116,7 @@ export class TokenThread {
     readonly timeoutMs: number,
     readonly describe: string,
     readonly onDone: (mechanism: number) => void,
+    readonly onCannotServe: (reason: "unshared" | "failed") => void,
   ) {
     const pkcs11js = createRequire(import.meta.url).resolve("pkcs11js");
     this.#worker = new Worker(WORKER_SOURCE, {
@@ -125,12 +126,16 @@ export class TokenThread {
     this.#worker.unref();
     this.#worker.on("message", (results: Result[] | "unshared") => {
       if (results !== "unshared") return this.#settle(results);
-      this.unshared = true;
+      this.onCannotServe("unshared");
       this.#fail(notAttempted("token thread does not share the login"));
     });
-    this.#worker.on("error", (error) => this.#fail(error));
+    this.#worker.on("error", (error) => {
+      if (!this.#answered) this.onCannotServe("failed");
+      this.#fail(error);
+    });
     this.#worker.on("exit", () => {
       this.#exited = true;
+      if (!this.#answered && !this.#closing) this.onCannotServe("failed");
       this.#fail(new Error("token thread ended"));
     });
   }
@@ -149,11 +154,11 @@ export class TokenThread {
     this.#queue = [];
     this.#inFlight.push(batch);
     this.#worker.ref(); // keep the process alive while results are owed
-    this.#armTimer();
+    if (this.#inFlight.length === 1) this.#armTimer();
     this.#worker.postMessage(batch.map(({ op, mechanism, key, data, outLength }) => ({ op, mechanism, key, data, outLength })));
   }
 
-  /** The oldest batch in flight must be answered within the time limit. */
+  /** The oldest batch in flight must be answered within the time limit (counted from when it became the oldest). */
   #armTimer(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -172,11 +177,13 @@ export class TokenThread {
   }
 
   #settle(results: Result[]): void {
+    this.#answered = true;
     const batch = this.#inFlight.shift() ?? []; // empty if the batch was given up (stalled)
     // A stalled thread whose token call finally returned ends (closing its session).
     if (this.stalled) return void this.close();
     this.#armTimer();
-    if (this.#inFlight.length === 0) this.#worker.unref();
+    // Idle: the thread need not keep the process alive; closing: it must, until it has ended.
+    if (this.#inFlight.length === 0 && !this.#closing) this.#worker.unref();
     batch.forEach((job, i) => {
       const r = results[i];
       if (r?.ok) {
@@ -234,6 +241,9 @@ export interface ThreadStats {
   pending: number;
 }
 
+/** After a thread ended before answering anything, threads are tried again this much later. */
+const RETRY_AFTER_FAILED_START_MS = 30_000;
+
 /** More threads than this gain nothing a pool of sessions on pkcs11js threads does not. */
 const MAX_THREADS = 4;
 
@@ -246,8 +256,11 @@ export class TokenThreads {
   #threads: TokenThread[] = [];
   /** Stalled threads, until they end. */
   readonly #stalled = new Set<TokenThread>();
-  /** False once a thread found it cannot share the main thread's login: then none is used. */
-  usable = true;
+  /**
+   * Until when no thread is used: for good once one found it cannot share the main thread's login;
+   * for a while after one ended before answering anything (it could not open a session, say).
+   */
+  #disabledUntil = 0;
   readonly #max = Math.max(1, Math.min(availableParallelism(), MAX_THREADS));
   readonly #choices = new Map<number, SpreadChoice>();
 
@@ -258,6 +271,20 @@ export class TokenThreads {
     readonly timeoutMs: number,
     readonly describe: string,
   ) {}
+
+  /** Whether token threads may be used now (else operations take the ordinary path). */
+  get usable(): boolean {
+    return this.#disabledUntil === 0 || Date.now() >= this.#disabledUntil;
+  }
+
+  /** Drop threads that ended or stalled (a stalled one ends when the token answers it). */
+  #prune(): void {
+    if (!this.#threads.some((thread) => thread.stalled || thread.exited)) return;
+    this.#threads = this.#threads.filter((thread) => {
+      if (thread.stalled) this.#stalled.add(thread);
+      return !thread.stalled && !thread.exited;
+    });
+  }
 
   /** Whether operations with this mechanism currently spread over several threads. */
   spreads(mechanism: number): boolean {
@@ -277,12 +304,7 @@ export class TokenThreads {
 
   /** The thread for the next operation: the least loaded one if the mechanism spreads, else the first. */
   pick(mechanism: number): TokenThread {
-    this.#threads = this.#threads.filter((thread) => {
-      if (thread.unshared) this.usable = false;
-      // A stalled thread takes no more work; it ends when the token answers it.
-      if (thread.stalled) this.#stalled.add(thread);
-      return !thread.stalled && !thread.exited;
-    });
+    this.#prune();
     const choice = this.#choice(mechanism);
     choice.handing(this.pending);
     if (this.#threads.length === 0) return this.#start();
@@ -292,7 +314,17 @@ export class TokenThreads {
   }
 
   #start(): TokenThread {
-    const thread = new TokenThread(this.libraryPath, this.slot, this.loggedIn, this.timeoutMs, this.describe, (mechanism) => this.done(mechanism));
+    const thread = new TokenThread(
+      this.libraryPath,
+      this.slot,
+      this.loggedIn,
+      this.timeoutMs,
+      this.describe,
+      (mechanism) => this.done(mechanism),
+      // "unshared" (the thread's session is not logged in: see the worker) is for good; "failed"
+      // (it ended before answering anything: could not open a session, say) for a while.
+      (reason) => (this.#disabledUntil = reason === "unshared" ? Infinity : Date.now() + RETRY_AFTER_FAILED_START_MS),
+    );
     this.#threads.push(thread);
     return thread;
   }
@@ -304,16 +336,19 @@ export class TokenThreads {
 
   /** Threads serving, threads stalled in a token call past the time limit, operations owed. */
   stats(): ThreadStats {
+    this.#prune();
     for (const thread of this.#stalled) if (thread.exited) this.#stalled.delete(thread);
-    const serving = this.#threads.filter((t) => !t.stalled && !t.exited);
-    const stalled = new Set([...this.#stalled, ...this.#threads.filter((t) => t.stalled && !t.exited)]);
-    return { serving: serving.length, stalled: stalled.size, pending: this.pending };
+    return { serving: this.#threads.length, stalled: this.#stalled.size, pending: this.pending };
   }
 
-  /** End every thread (see TokenThread.close); the set may start new ones afterwards. */
-  async close(): Promise<void> {
-    const threads = this.#threads;
+  /**
+   * End the serving threads (see TokenThread.close), and with `stalled` the stalled ones too, which
+   * may take as long as their token call. The set may start new threads afterwards.
+   */
+  async close({ stalled }: { stalled: boolean }): Promise<void> {
+    const threads = stalled ? [...this.#threads, ...this.#stalled] : this.#threads;
     this.#threads = [];
+    if (stalled) this.#stalled.clear();
     await Promise.all(threads.map((thread) => thread.close()));
   }
 }

@@ -160,8 +160,9 @@ export class Token {
     this.#recovering ??= Promise.resolve()
       .then(async () => {
         this.pool.drainIdle();
-        // The token threads' sessions go too: recovery starts every session afresh.
-        await this.#threads?.close();
+        // The token threads' sessions go too: recovery starts every session afresh. (A stalled
+        // thread's session goes when its call returns; recovery does not wait for that.)
+        await this.#threads?.close({ stalled: false });
         if (this.#anchor) {
           try {
             this.lib.C_CloseSession(this.#anchor);
@@ -259,8 +260,8 @@ export class Token {
     if (this.#closed) return;
     this.#closed = true;
     this.pool.close();
-    // The token threads must be gone before the module may be finalized under them.
-    await this.#threads?.close();
+    // The token threads must be gone before the module may be finalized under them, stalled ones too.
+    await this.#threads?.close({ stalled: true });
     if (this.#anchor) {
       try {
         this.lib.C_CloseSession(this.#anchor);
