@@ -12,12 +12,32 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freshHsm, leftovers } from "./helpers/token.js";
-import { CKR, faultyModule } from "./helpers/fault.js";
-import { openHsm } from "../src/index.js";
+import { CKR, faultyModule, type FaultyModule } from "./helpers/fault.js";
+import { openHsm, type Hsm } from "../src/index.js";
 
 const fixture = await freshHsm();
 const { hsm } = fixture;
 after(() => fixture.close());
+
+/**
+ * Open the fixture's token through the fault-injecting module, run `fn`, close, run `afterClose`
+ * (while the module's call trace is still there), dispose.
+ */
+async function throughFaultyModule(fn: (faultyHsm: Hsm, faulty: FaultyModule) => Promise<void>, afterClose?: (faulty: FaultyModule) => void): Promise<void> {
+  const pin = readFileSync(join(fixture.home, "user.pin"), "utf8").split("\n")[0]!;
+  const faulty = faultyModule();
+  try {
+    const faultyHsm = await openHsm({ module: faulty.path, token: hsm.info.label, pin });
+    try {
+      await fn(faultyHsm, faulty);
+    } finally {
+      await faultyHsm.close();
+    }
+    afterClose?.(faulty);
+  } finally {
+    faulty.dispose();
+  }
+}
 
 
 for (const [alg, params, hash] of [
@@ -68,31 +88,19 @@ test("PS256 signatures (mechanism parameters) and RSA-OAEP decryptions run on to
 
 test("every session opened, the token threads' included, is closed again: after a recovery and after close", async () => {
   // Count C_OpenSession/C_CloseSession through the fault-injecting module (no faults set).
-  const label = hsm.info.label;
-  const pin = readFileSync(join(fixture.home, "user.pin"), "utf8").split("\n")[0]!;
   await hsm.close();
-  const faulty = faultyModule();
-  try {
-    const counted = await openHsm({ module: faulty.path, token: label, pin });
+  await throughFaultyModule(async (counted, faulty) => {
     const key = await counted.getKey("thread-ES256", { alg: "ES256" });
     const load = () => Promise.all(Array.from({ length: 2000 }, (_, i) => counted.crypto.subtle.sign({ name: "ECDSA", hash: "SHA-256" }, key.privateKey!, new Uint8Array([i & 0xff]))));
     await load();
     assert.ok(faulty.calls("C_OpenSession") >= 3, "anchor, pooled and thread sessions");
     await counted.token.recover();
     await load();
-    await counted.close();
-    assert.equal(faulty.calls("C_CloseSession"), faulty.calls("C_OpenSession"), "a session was left open");
-  } finally {
-    faulty.dispose();
-  }
+  }, (faulty) => assert.equal(faulty.calls("C_CloseSession"), faulty.calls("C_OpenSession"), "a session was left open"));
 });
 
 test("a slow C_SignInit (300 ms, as NSS's RSA or a network HSM's round trip) does not block the event loop", async () => {
-  const label = hsm.info.label;
-  const pin = readFileSync(join(fixture.home, "user.pin"), "utf8").split("\n")[0]!;
-  const faulty = faultyModule();
-  try {
-    const slow = await openHsm({ module: faulty.path, token: label, pin });
+  await throughFaultyModule(async (slow, faulty) => {
     const key = await slow.generateKey("RS256", { label: "slow-init" });
     faulty.setFault({ delayFunction: "C_SignInit", delayMs: 300 });
     const delay = monitorEventLoopDelay({ resolution: 5 });
@@ -107,18 +115,11 @@ test("a slow C_SignInit (300 ms, as NSS's RSA or a network HSM's round trip) doe
     const publicKey = createPublicKey({ key: key.exportPublic() as unknown as NodeJwk, format: "jwk" });
     signatures.forEach((s, i) => assert.equal(nodeVerify("sha256", new Uint8Array([i]), publicKey, Buffer.from(s)), true));
     await slow.deleteKey("slow-init");
-    await slow.close();
-  } finally {
-    faulty.dispose();
-  }
+  });
 });
 
 test("a token thread that cannot open its session: its jobs run on the ordinary path, and no thread is tried for a while", async () => {
-  const label = hsm.info.label;
-  const pin = readFileSync(join(fixture.home, "user.pin"), "utf8").split("\n")[0]!;
-  const faulty = faultyModule();
-  try {
-    const counted = await openHsm({ module: faulty.path, token: label, pin });
+  await throughFaultyModule(async (counted, faulty) => {
     const key = await counted.generateKey("RS256", { label: "no-thread" });
     const publicKey = createPublicKey({ key: key.exportPublic() as unknown as NodeJwk, format: "jwk" });
     const sign = (i: number) => counted.crypto.subtle.sign("RSASSA-PKCS1-v1_5", key.privateKey!, new Uint8Array([i]));
@@ -134,8 +135,5 @@ test("a token thread that cannot open its session: its jobs run on the ordinary 
     assert.equal(faulty.calls("C_OpenSession"), opened, "a thread was started again at once");
     assert.deepEqual(counted.token.threadStats(), { serving: 0, stalled: 0, pending: 0 });
     await counted.deleteKey("no-thread");
-    await counted.close();
-  } finally {
-    faulty.dispose();
-  }
+  });
 });
