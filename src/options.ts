@@ -29,7 +29,7 @@ export interface HsmOptions {
   libraryParameters?: string;
   /** A `pkcs11:` URI naming the token (and module-path / pin-source / pin-value). */
   uri?: string;
-  /** Most sessions opened on the token at once (default 8). */
+  /** Most pooled sessions open on the token at once (default 8); each token thread and the login anchor hold one more. */
   maxSessions?: number;
   /** Reject an operation still pending after this many ms (default 30,000; 0: never). */
   operationTimeoutMs?: number;
