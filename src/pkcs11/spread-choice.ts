@@ -7,8 +7,14 @@
  * matters, as throughput under the current load, in windows of WINDOW_MS: the way in use is
  * measured, then the other, then the first again (so that a load or a JIT warming up in between
  * does not favour the later way); the other is taken if it was faster by MARGIN, and the way
- * chosen is kept for KEEP windows before the next such comparison. It starts spread. The first SETTLE_MS after a change are not measured (threads start, queues
- * drain), and a window with fewer than MIN_DONE operations is not load, and says nothing.
+ * chosen is kept for KEEP windows before the next such comparison. It starts spread.
+ *
+ * Not every window counts. The first SETTLE_MS after a change are not measured (threads start,
+ * queues drain). A window is not load, and says nothing, if it saw fewer than MIN_DONE operations
+ * or if the threads ever had fewer than QUEUED operations waiting when another came: then the rate
+ * is the callers', not the token's. A load that doubles or halves (operations waiting, on average
+ * over a window, against the window that made the last decision) calls for a comparison at once:
+ * the best way at 8 callers need not be the best at 64.
  */
 const WINDOW_MS = 150;
 const SETTLE_MS = 50;
