@@ -1,9 +1,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ModuleLoadError } from "../src/errors.js";
+import { HsmError, ModuleLoadError } from "../src/errors.js";
 import { embeddedHome, ensureEmbeddedToken, findSoftHsmModule, type EmbeddedToken } from "../src/pkcs11/embedded.js";
 import { acquireModule, loadedModules } from "../src/pkcs11/module.js";
 
@@ -97,11 +97,53 @@ test("the token is visible with its label and the stored PIN logs in", () => {
   assert.deepEqual(loadedModules(), []);
 });
 
-test("a second label in the same home gets its own token", () => {
+test("a second label in the same home gets its own token, with the home's PIN; the first token's PIN is kept", () => {
   const other = ensureEmbeddedToken({ label: "hsmkey-other" });
   assert.equal(other.created, true);
   assert.equal(other.token, "hsmkey-other");
+  assert.equal(other.pin, first.pin);
   assert.equal(ensureEmbeddedToken({ label: "hsmkey-other" }).created, false);
+  assert.equal(readFileSync(join(home, "user.pin"), "utf8").trim(), first.pin);
+  // Both tokens log in with the one PIN in user.pin.
+  const loaded = acquireModule({ path: first.module });
+  try {
+    const lib = loaded.lib;
+    const labels: string[] = [];
+    for (const slot of lib.C_GetSlotList(true)) {
+      const info = lib.C_GetTokenInfo(slot);
+      if ((info.flags & CKF_TOKEN_INITIALIZED) === 0) continue;
+      labels.push(info.label.trim());
+      const session = lib.C_OpenSession(slot, CKF_SERIAL_SESSION);
+      try {
+        lib.C_Login(session, CKU_USER, first.pin);
+        lib.C_Logout(session);
+      } finally {
+        lib.C_CloseSession(session);
+      }
+    }
+    assert.deepEqual(labels.sort(), ["hsmkey-dev", "hsmkey-other"]);
+  } finally {
+    loaded.release();
+  }
+});
+
+test("a token store on disk that SoftHSM does not list is an error, not a reason to create a token", () => {
+  // A token directory SoftHSM cannot read stands for one it misread while another process wrote it.
+  const dir = mkdtempSync(join(tmpdir(), "hsmkey-misread-"));
+  try {
+    const made = ensureEmbeddedToken({ home: dir });
+    mkdirSync(join(dir, "tokens", "unreadable"));
+    assert.throws(
+      () => ensureEmbeddedToken({ home: dir, label: "hsmkey-new" }),
+      (error: unknown) => error instanceof HsmError && error.code === "ERR_HSM" && /lists 1 of the 2 tokens/.test(error.message),
+    );
+    assert.equal(readFileSync(join(dir, "user.pin"), "utf8").trim(), made.pin);
+    assert.deepEqual(readdirSync(join(dir, "tokens")).length, 2);
+    assert.deepEqual(loadedModules(), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    process.env.SOFTHSM2_CONF = join(home, "softhsm2.conf");
+  }
 });
 
 test("a missing SoftHSM module gives a ModuleLoadError that says what to install", () => {

@@ -2,11 +2,14 @@
  * Several processes sharing one token directory (the same embedded SoftHSM token, same
  * HSMKEY_HOME), as several instances of a service on one host would: three processes sign
  * concurrently and every signature verifies with node:crypto; one process generates keys while
- * another lists them, and both see a consistent token.
+ * another lists them, and both see a consistent token; processes that open the token while others
+ * log in always find it, and never create a second one.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as jose from "jose";
 import { installShim, type Hsm, type HsmKey } from "../src/index.js";
@@ -115,5 +118,20 @@ test("one process generates keys while another lists them; both see a consistent
     const jwt = await new jose.SignJWT({}).setProtectedHeader({ alg: "ES256" }).sign(key.privateKey!);
     assert.equal(nodeVerifyCompact(jwt, m.jwk), true);
   }
+  await assertNoLeftovers(hsm);
+});
+
+test("4 processes open and close the token 40 times each while the others log in: it is always found, never created twice, its PIN unchanged", async () => {
+  // SoftHSM rewrites the token's file on every C_Login; a process initialising at that moment used
+  // to miss the token ("No token with label"), and the embedded token was then created a second time.
+  interface Reopened { pid: number; opened: number; failures: Record<string, number> }
+  const pin = readFileSync(join(fixture.home, "user.pin"), "utf8");
+  const runs = await Promise.all([0, 1, 2, 3].map(() => child<Reopened>("reopen", "40")));
+  for (const run of runs) assert.deepEqual({ ...ok(run), pid: 0 }, { pid: 0, opened: 40, failures: {} });
+  const tokenDirs = readdirSync(join(fixture.home, "tokens"), { withFileTypes: true }).filter((e) => e.isDirectory());
+  assert.equal(tokenDirs.length, 1);
+  assert.equal(readFileSync(join(fixture.home, "user.pin"), "utf8"), pin);
+  const jwt = await new jose.SignJWT({}).setProtectedHeader({ alg: "ES256" }).sign(ec.privateKey!);
+  assert.equal(nodeVerifyCompact(jwt, ec.exportPublic()), true);
   await assertNoLeftovers(hsm);
 });

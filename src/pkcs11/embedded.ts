@@ -19,12 +19,13 @@
  * SoftHSM configuration at the same time.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type * as pkcs11 from "pkcs11js";
 import { HsmError, InvalidInputError, ModuleLoadError } from "../errors.js";
 import { tokenError } from "./ckr.js";
-import { acquireModule, loadedModules } from "./module.js";
+import { acquireModule, loadedModules, retryOnFreshModule, type LoadedModule } from "./module.js";
+import { isInitialized, listTokens, tokenInfo, type SlotMatch } from "./slot.js";
 import { sleepSync } from "./sleep.js";
 
 /** Where SoftHSM2's PKCS#11 module is commonly installed (Debian/Ubuntu, Fedora, Alpine, macOS, FreeBSD). */
@@ -82,7 +83,6 @@ export function embeddedHome(): string {
 
 const CKF_RW_SESSION = 2;
 const CKF_SERIAL_SESSION = 4;
-const CKF_TOKEN_INITIALIZED = 0x400;
 const CKU_SO = 0;
 
 const README = `This directory holds hsmkey's embedded DEVELOPMENT token (SoftHSM2).
@@ -139,12 +139,10 @@ export function ensureEmbeddedToken(options: EmbeddedTokenOptions = {}): Embedde
   }
   process.env.SOFTHSM2_CONF = configPath;
 
-  const userPinPath = join(home, "user.pin");
-  const soPinPath = join(home, "so.pin");
   // Two processes starting at once on a new home would each create a token: take turns. The lock
   // is held from before C_Initialize (SoftHSM reads the token directory then) to after creation.
   const unlock = lockHome(home);
-  let loaded: ReturnType<typeof acquireModule>;
+  let loaded: LoadedModule;
   try {
     loaded = acquireModule({ path: module });
   } catch (error) {
@@ -152,31 +150,68 @@ export function ensureEmbeddedToken(options: EmbeddedTokenOptions = {}): Embedde
     throw error;
   }
   try {
-    const lib = loaded.lib;
-    if (findTokenSlot(lib, label) !== undefined) {
-      if (!existsSync(userPinPath)) {
-        throw new HsmError(
-          `Embedded token '${label}' exists in ${home} but its PIN file ${userPinPath} is missing; ` +
-            `delete ${join(home, "tokens")} to start over`,
-        );
-      }
-      const pin = readFileSync(userPinPath, "utf8").trim();
-      return { home, module, token: label, pin, configPath, created: false };
-    }
-
-    const pin = randomPin();
-    const soPin = randomPin();
-    // Write the PINs before initialising, so a token never exists whose PIN was lost.
-    writeSecret(userPinPath, pin);
-    writeSecret(soPinPath, soPin);
+    const tokens = settledTokens(loaded, join(home, "tokens"));
+    const pins = homePins(home, tokens.length > 0);
+    if (tokens.some((t) => t.info.label === label)) return { home, module, token: label, pin: pins.user, configPath, created: false };
     const readme = join(home, "README.txt");
     if (!existsSync(readme)) writeFileSync(readme, README, { mode: 0o644 });
-    initToken(lib, label, soPin, pin);
-    return { home, module, token: label, pin, configPath, created: true };
+    initToken(loaded, label, pins.so, pins.user);
+    return { home, module, token: label, pin: pins.user, configPath, created: true };
   } finally {
     loaded.release();
     unlock();
   }
+}
+
+/**
+ * SoftHSM's initialised tokens, once its view agrees with the token store on disk: one directory
+ * per initialised token. A token whose file another process was rewriting at C_Initialize is
+ * missing from the view (see retryOnFreshModule); creating a token then would make a second one
+ * with the same label. So a view that stays short of the disk is an error, never a reason to create.
+ */
+function settledTokens(loaded: LoadedModule, tokenDir: string): SlotMatch[] {
+  const onDisk = () => readdirSync(tokenDir, { withFileTypes: true }).filter((entry) => entry.isDirectory()).length;
+  return retryOnFreshModule(
+    loaded,
+    () => {
+      const tokens = listTokens(loaded);
+      if (tokens.length < onDisk()) throw new StoreMisreadError(tokens.length, onDisk(), tokenDir);
+      return tokens;
+    },
+    (error) => error instanceof StoreMisreadError,
+  );
+}
+
+class StoreMisreadError extends HsmError {
+  override name = "HsmError";
+  constructor(listed: number, onDisk: number, tokenDir: string) {
+    super(
+      `SoftHSM lists ${listed} of the ${onDisk} tokens in ${tokenDir}: another process may be writing them, ` +
+        "or a token's files are damaged; try again",
+    );
+  }
+}
+
+/**
+ * The home's PINs, shared by every token in it. They are written before the first token is
+ * initialised, so no token exists whose PIN was lost, and never replaced while a token exists.
+ */
+function homePins(home: string, tokensExist: boolean): { user: string; so: string } {
+  const userPath = join(home, "user.pin");
+  const soPath = join(home, "so.pin");
+  if (existsSync(userPath) && existsSync(soPath)) {
+    return { user: readFileSync(userPath, "utf8").trim(), so: readFileSync(soPath, "utf8").trim() };
+  }
+  if (tokensExist) {
+    throw new HsmError(
+      `The embedded token store in ${home} exists but its PIN files (user.pin, so.pin) are missing; ` +
+        `delete ${join(home, "tokens")} to start over`,
+    );
+  }
+  const pins = { user: randomPin(), so: randomPin() };
+  writeSecret(userPath, pins.user);
+  writeSecret(soPath, pins.so);
+  return pins;
 }
 
 const LOCK_STALE_MS = 60_000;
@@ -225,21 +260,9 @@ function writeSecret(path: string, value: string): void {
   chmodSync(path, 0o600);
 }
 
-function tokenLabel(lib: pkcs11.PKCS11, slot: pkcs11.Handle): { label: string; initialized: boolean } {
-  const info = lib.C_GetTokenInfo(slot);
-  return { label: info.label.replace(/[ \0]+$/, ""), initialized: (info.flags & CKF_TOKEN_INITIALIZED) !== 0 };
-}
-
-function findTokenSlot(lib: pkcs11.PKCS11, label: string): pkcs11.Handle | undefined {
-  for (const slot of lib.C_GetSlotList(true)) {
-    const t = tokenLabel(lib, slot);
-    if (t.initialized && t.label === label) return slot;
-  }
-  return undefined;
-}
-
-function initToken(lib: pkcs11.PKCS11, label: string, soPin: string, userPin: string): void {
-  const free = lib.C_GetSlotList(true).find((slot) => !tokenLabel(lib, slot).initialized);
+function initToken(loaded: LoadedModule, label: string, soPin: string, userPin: string): void {
+  const lib = loaded.lib;
+  const free = lib.C_GetSlotList(true).find((slot) => !isInitialized(tokenInfo(lib, slot)));
   if (free === undefined) throw new HsmError("SoftHSM2 offers no uninitialised token slot for the embedded token");
   // C_InitToken reads exactly 32 bytes of label: pkcs11js passes the string as is, so pad it here.
   const padded = label + " ".repeat(32 - Buffer.byteLength(label, "utf8"));
@@ -249,7 +272,7 @@ function initToken(lib: pkcs11.PKCS11, label: string, soPin: string, userPin: st
     throw tokenError(error, `C_InitToken of embedded token '${label}'`);
   }
   // SoftHSM gives an initialised token a new slot id (derived from its serial): look it up again.
-  const slot = findTokenSlot(lib, label);
+  const slot = listTokens(loaded).find((t) => t.info.label === label)?.slot;
   if (slot === undefined) throw new HsmError(`Embedded token '${label}' not found after C_InitToken`);
   let session: pkcs11.Handle;
   try {

@@ -13,6 +13,7 @@ import * as graphene from "graphene-pk11";
 import type * as pkcs11 from "pkcs11js";
 import { ModuleLoadError } from "../errors.js";
 import { ckrOf } from "./ckr.js";
+import { sleepSync } from "./sleep.js";
 
 const CKF_OS_LOCKING_OK = 2;
 
@@ -30,6 +31,13 @@ export interface LoadedModule {
   readonly lib: pkcs11.PKCS11;
   /** Release this user's reference; the last release finalizes the module. */
   release(): void;
+  /** True when this is the module's only user and this thread initialised it: see reinitialize(). */
+  readonly reinitializable: boolean;
+  /**
+   * C_Finalize then C_Initialize again, so the module reads its slots and tokens afresh; only when
+   * `reinitializable`. Throws ModuleLoadError when the new C_Initialize fails.
+   */
+  reinitialize(): void;
 }
 
 interface Entry {
@@ -58,25 +66,32 @@ export function acquireModule(options: ModuleOptions): LoadedModule {
   if (!entry) {
     entry = { path, libraryParameters: options.libraryParameters, module: load(options.path), users: 0, ownsInit: true };
     try {
-      const init: pkcs11.InitializationOptions = { flags: CKF_OS_LOCKING_OK };
-      if (options.libraryParameters !== undefined) init.libraryParameters = options.libraryParameters;
-      try {
-        entry.module.lib.C_Initialize(init);
-      } catch (error) {
-        if (ckrOf(error) !== "CKR_CRYPTOKI_ALREADY_INITIALIZED") throw error;
-        entry.ownsInit = false;
-      }
+      initialize(entry);
     } catch (error) {
-      safely(() => entry!.module.close());
-      throw new ModuleLoadError(`C_Initialize of PKCS#11 module ${options.path} failed: ${ckrOf(error) ?? (error as Error).message}`, {
-        cause: error,
-        ckr: ckrOf(error),
-      });
+      if (ckrOf(error) === "CKR_CRYPTOKI_ALREADY_INITIALIZED") {
+        entry.ownsInit = false;
+      } else {
+        safely(() => entry!.module.close());
+        throw initFailed(options.path, error);
+      }
     }
     loaded.set(path, entry);
   }
   entry.users++;
   return handleFor(entry);
+}
+
+function initialize(entry: Entry): void {
+  const init: pkcs11.InitializationOptions = { flags: CKF_OS_LOCKING_OK };
+  if (entry.libraryParameters !== undefined) init.libraryParameters = entry.libraryParameters;
+  entry.module.lib.C_Initialize(init);
+}
+
+function initFailed(path: string, error: unknown): ModuleLoadError {
+  return new ModuleLoadError(`C_Initialize of PKCS#11 module ${path} failed: ${ckrOf(error) ?? (error as Error).message}`, {
+    cause: error,
+    ckr: ckrOf(error),
+  });
 }
 
 function load(path: string): graphene.Module {
@@ -106,7 +121,45 @@ function handleFor(entry: Entry): LoadedModule {
       if (entry.ownsInit && isMainThread) safely(() => entry.module.finalize());
       safely(() => entry.module.close());
     },
+    get reinitializable() {
+      return !released && entry.users === 1 && entry.ownsInit && isMainThread;
+    },
+    reinitialize() {
+      if (!this.reinitializable) throw new Error("reinitialize() of a module that has other users");
+      safely(() => entry.module.lib.C_Finalize());
+      try {
+        initialize(entry);
+      } catch (error) {
+        throw initFailed(entry.path, error);
+      }
+    },
   };
+}
+
+/** Pauses before each fresh C_Initialize in retryOnFreshModule: 150 ms in all. */
+const FRESH_READ_PAUSES_MS = [10, 20, 40, 80];
+
+/**
+ * `attempt()`, tried again on a freshly initialised module while `stale(error)` says the failure
+ * came from tokens read at a bad moment, and the module may be re-initialised.
+ *
+ * Why: a token store can be read while another process writes it. SoftHSM rewrites a token's file
+ * on every C_Login, and reads its tokens once, at C_Initialize: a process initialising at that moment
+ * misses the token (measured: 1 initialisation in 120 while four processes log in in a loop, and
+ * more under heavier load), or reads it without its user PIN (C_Login then answers
+ * CKR_USER_PIN_NOT_INITIALIZED), until its next C_Initialize.
+ */
+export function retryOnFreshModule<T>(module: LoadedModule, attempt: () => T, stale: (error: unknown) => boolean): T {
+  for (const pause of FRESH_READ_PAUSES_MS) {
+    try {
+      return attempt();
+    } catch (error) {
+      if (!stale(error) || !module.reinitializable) throw error;
+      sleepSync(pause);
+      module.reinitialize();
+    }
+  }
+  return attempt();
 }
 
 function safely(fn: () => void): void {

@@ -1,10 +1,16 @@
 /**
  * Finding a token among a module's slots: by label, serial number or slot id.
  * Slot ids are not stable on every module (SoftHSM makes them random): prefer the label.
+ *
+ * C_GetTokenInfo is retried on CKR_GENERAL_ERROR: SoftHSM answers so while another process
+ * rewrites the token's file (as every C_Login does). A token missing from the list for the same
+ * reason is for the caller to read again: see retryOnFreshModule.
  */
 import type * as pkcs11 from "pkcs11js";
 import { TokenNotFoundError } from "../errors.js";
+import { ckrOf, tokenError } from "./ckr.js";
 import type { LoadedModule } from "./module.js";
+import { sleepSync } from "./sleep.js";
 
 export interface TokenSelector {
   /** CKA token label (CK_TOKEN_INFO.label, trailing blanks ignored). */
@@ -35,30 +41,57 @@ export function describeSelector(selector: TokenSelector): string {
   return parts.length ? parts.join(", ") : "any initialised token";
 }
 
+const INFO_ATTEMPTS = 4;
+
+/** No token matches the selector (as opposed to several): the module may have misread its tokens. */
+export class NoMatchingTokenError extends TokenNotFoundError {
+  override name = "TokenNotFoundError";
+}
+
+/** Token info with the label and serial trimmed; retried while the token's file is being rewritten. */
+export function tokenInfo(lib: pkcs11.PKCS11, slot: pkcs11.Handle): pkcs11.TokenInfo {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const info = lib.C_GetTokenInfo(slot);
+      return { ...info, label: info.label.trimEnd(), serialNumber: info.serialNumber.trim() };
+    } catch (error) {
+      if (ckrOf(error) !== "CKR_GENERAL_ERROR" || attempt === INFO_ATTEMPTS) throw tokenError(error, "C_GetTokenInfo");
+      sleepSync(5 * attempt);
+    }
+  }
+}
+
+export function isInitialized(info: pkcs11.TokenInfo): boolean {
+  return (info.flags & CKF_TOKEN_INITIALIZED) !== 0;
+}
+
 /** All slots holding an initialised token. */
 export function listTokens(module: LoadedModule): SlotMatch[] {
   const out: SlotMatch[] = [];
   for (const slot of module.lib.C_GetSlotList(true)) {
-    const info = module.lib.C_GetTokenInfo(slot);
-    if ((info.flags & CKF_TOKEN_INITIALIZED) === 0) continue;
-    out.push({ slot, slotId: slotIdOf(slot), info: { ...info, label: info.label.trimEnd(), serialNumber: info.serialNumber.trim() } });
+    const info = tokenInfo(module.lib, slot);
+    if (isInitialized(info)) out.push({ slot, slotId: slotIdOf(slot), info });
   }
   return out;
 }
 
-/** The one token matching the selector; with an empty selector, the only initialised token. */
-export function findToken(module: LoadedModule, selector: TokenSelector): SlotMatch {
-  const tokens = listTokens(module);
-  const matches = tokens.filter(
+function matching(tokens: SlotMatch[], selector: TokenSelector): SlotMatch[] {
+  return tokens.filter(
     (t) =>
       (selector.token === undefined || t.info.label === selector.token) &&
       (selector.serial === undefined || t.info.serialNumber === selector.serial) &&
       (selector.slotId === undefined || t.slotId === selector.slotId),
   );
+}
+
+/** The one token matching the selector; with an empty selector, the only initialised token. */
+export function findToken(module: LoadedModule, selector: TokenSelector): SlotMatch {
+  const tokens = listTokens(module);
+  const matches = matching(tokens, selector);
   const wanted = describeSelector(selector);
   if (matches.length === 0) {
     const seen = tokens.map((t) => `'${t.info.label}'`).join(", ") || "none";
-    throw new TokenNotFoundError(`No token with ${wanted} in ${module.path} (tokens present: ${seen})`);
+    throw new NoMatchingTokenError(`No token with ${wanted} in ${module.path} (tokens present: ${seen})`);
   }
   if (matches.length > 1) {
     throw new TokenNotFoundError(`${matches.length} tokens match ${wanted} in ${module.path}; select one by serial or slot id`);

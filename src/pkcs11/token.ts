@@ -13,17 +13,22 @@
  *   A wrong or locked PIN is never retried.
  */
 import type * as pkcs11 from "pkcs11js";
-import { LoginError, SessionError, UnsupportedAlgorithmError } from "../errors.js";
+import { HsmError, LoginError, SessionError, UnsupportedAlgorithmError } from "../errors.js";
 import { mechanismName } from "./constants.js";
 import { ckrOf, SESSION_LOST, tokenError } from "./ckr.js";
 import { LoginShare } from "./login.js";
-import { acquireModule, type LoadedModule } from "./module.js";
+import { acquireModule, retryOnFreshModule, type LoadedModule } from "./module.js";
 import { inlineBudget, type Placement } from "./inline-budget.js";
 import { SessionPool, type PoolOptions, type PoolStats } from "./pool.js";
 import { TokenThreads, type ThreadStats } from "./token-thread.js";
-import { describeSelector, findToken, type TokenSelector } from "./slot.js";
+import { describeSelector, findToken, NoMatchingTokenError, type TokenSelector } from "./slot.js";
 
 const CKF_LOGIN_REQUIRED = 0x4;
+
+/** Failures of open that come from the module's view of its tokens, not from the caller's input. */
+function misread(error: unknown): boolean {
+  return error instanceof NoMatchingTokenError || (error instanceof HsmError && error.ckr === "CKR_USER_PIN_NOT_INITIALIZED");
+}
 
 export interface TokenOpenOptions {
   module: string;
@@ -70,9 +75,22 @@ export class Token {
     this.#loginShare = new LoginShare(module.path, this.slotId, this.describe());
   }
 
-  /** Load the module, find the token, open the anchor session and log in. */
+  /**
+   * Load the module, find the token, open the anchor session and log in. A token the module read
+   * at a bad moment (missing, or without its user PIN) is read again: see retryOnFreshModule.
+   */
   static open(options: TokenOpenOptions): Token {
     const module = acquireModule({ path: options.module, libraryParameters: options.libraryParameters });
+    try {
+      return retryOnFreshModule(module, () => Token.#openOn(module, options), misread);
+    } catch (error) {
+      module.release();
+      throw error;
+    }
+  }
+
+  /** Open on a loaded module; on failure, close what was opened and keep the module. */
+  static #openOn(module: LoadedModule, options: TokenOpenOptions): Token {
     let token: Token | undefined;
     try {
       token = new Token(module, options.selector, options);
@@ -80,8 +98,11 @@ export class Token {
       token.#openAnchor();
       return token;
     } catch (error) {
-      if (token) void token.close();
-      else module.release();
+      if (token) {
+        token.#closed = true;
+        token.pool.close();
+        token.#closeSessions();
+      }
       throw error;
     }
   }
@@ -262,6 +283,12 @@ export class Token {
     this.pool.close();
     // The token threads must be gone before the module may be finalized under them, stalled ones too.
     await this.#threads?.close({ stalled: true });
+    this.#closeSessions();
+    this.module.release();
+  }
+
+  /** Close the anchor session and give up the login share and PIN (the module is the caller's). */
+  #closeSessions(): void {
     if (this.#anchor) {
       try {
         this.lib.C_CloseSession(this.#anchor);
@@ -272,7 +299,6 @@ export class Token {
     }
     pins.delete(this);
     this.#loginShare.release();
-    this.module.release();
   }
 
   #call<T>(fn: () => T, what: string): T {

@@ -4,13 +4,32 @@
  *   sign <es> <rs>   signs <es> ES256 and <rs> RS256 JWTs concurrently (keys "ec" and "rsa")
  *   generate <n>     generates <n> ES256 keys labelled "gen-<pid>-<i>"
  *   list <n>         lists the keys <n> times, reporting each count
+ *   reopen <n>       opens and closes the token <n> times (each a fresh C_Initialize and C_Login),
+ *                    reporting how many opens failed, by message
  * and prints one JSON line on stdout: the result, or { error: { name, code, ckr, message } }.
  */
 import * as jose from "jose";
 import { installShim, openHsm } from "../../src/index.js";
 
+async function reopen(times: number): Promise<unknown> {
+  const failures: Record<string, number> = {};
+  let opened = 0;
+  for (let i = 0; i < times; i++) {
+    try {
+      const hsm = await openHsm({ home: process.env.HSMKEY_HOME! });
+      opened++;
+      await hsm.close();
+    } catch (error) {
+      const message = (error as Error).message;
+      failures[message] = (failures[message] ?? 0) + 1;
+    }
+  }
+  return { pid: process.pid, opened, failures };
+}
+
 async function main(): Promise<unknown> {
   const [mode, a = "0", b = "0"] = process.argv.slice(2);
+  if (mode === "reopen") return reopen(Number(a));
   installShim();
   const hsm = await openHsm({ home: process.env.HSMKEY_HOME! });
   try {
