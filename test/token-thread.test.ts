@@ -1,7 +1,7 @@
 /**
  * Token threads: under load, fast signatures are batched onto worker threads with their own
- * sessions, and slow operations (RSA signing, RSA-OAEP decryption) run there whole, Init call
- * included. Every result must still be right, the threads must really be used, the event loop must
+ * sessions, and slow operations (RSA signing, RSA-OAEP decryption, a slow token's derive, wrap and
+ * unwrap) run there whole, Init call and carrier objects included. Every result must still be right, the threads must really be used, the event loop must
  * not wait for a slow Init, and every thread's session must be closed when the thread goes
  * (recovery, close): sessions belong to the process, not the thread.
  */
@@ -115,6 +115,65 @@ test("a slow C_SignInit (300 ms, as NSS's RSA or a network HSM's round trip) doe
     const publicKey = createPublicKey({ key: key.exportPublic() as unknown as NodeJwk, format: "jwk" });
     signatures.forEach((s, i) => assert.equal(nodeVerify("sha256", new Uint8Array([i]), publicKey, Buffer.from(s)), true));
     await slow.deleteKey("slow-init");
+  });
+});
+
+test("a slow C_DeriveKey, C_UnwrapKey or C_WrapKey (100 ms each, as a network HSM's round trip) runs on token threads: the event loop stays free, results match node:crypto", async () => {
+  const { webcrypto } = await import("node:crypto");
+  const native = webcrypto.subtle;
+  await throughFaultyModule(async (slow, faulty) => {
+    const ecdh = await slow.generateKey("ECDH-ES+A256KW", { label: "slow-ecdh" });
+    const ecdhPublic = await native.importKey("jwk", ecdh.exportPublic(), { name: "ECDH", namedCurve: "P-256" }, false, []);
+    const peers = await Promise.all([0, 1, 2, 3].map(() => native.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"]) as Promise<CryptoKeyPair>));
+    const kwBytes = webcrypto.getRandomValues(new Uint8Array(32));
+    const kw = await slow.importKey({ kty: "oct", k: Buffer.from(kwBytes).toString("base64url") }, { alg: "A256KW", label: "slow-kw" });
+    const nativeKw = await native.importKey("raw", kwBytes, "AES-KW", false, ["wrapKey", "unwrapKey"]);
+    const ceks = await Promise.all([0, 1, 2, 3].map(() => native.generateKey({ name: "AES-GCM", length: 256 }, true, ["encrypt"])));
+    const wrappedByNode = await Promise.all(ceks.map((cek) => native.wrapKey("raw", cek, nativeKw, "AES-KW")));
+    const cases: [string, () => Promise<ArrayBuffer>[], (results: ArrayBuffer[]) => Promise<void>][] = [
+      [
+        "C_DeriveKey",
+        () => peers.map((peer) => slow.crypto.subtle.deriveBits({ name: "ECDH", public: peer.publicKey }, ecdh.privateKey!, 256)),
+        async (secrets) => {
+          for (const [i, peer] of peers.entries()) {
+            assert.deepEqual(Buffer.from(secrets[i]!), Buffer.from(await native.deriveBits({ name: "ECDH", public: ecdhPublic }, peer.privateKey, 256)));
+          }
+        },
+      ],
+      [
+        "C_WrapKey",
+        () => ceks.map((cek) => slow.crypto.subtle.wrapKey("raw", cek, kw.secretKey!, "AES-KW")),
+        async (wrapped) => wrapped.forEach((w, i) => assert.deepEqual(Buffer.from(w), Buffer.from(wrappedByNode[i]!))),
+      ],
+      [
+        "C_UnwrapKey",
+        () =>
+          wrappedByNode.map(async (w) => {
+            const cek = await slow.crypto.subtle.unwrapKey("raw", w, kw.secretKey!, "AES-KW", "AES-GCM", true, ["encrypt"]);
+            return native.exportKey("raw", cek);
+          }),
+        async (raws) => {
+          for (const [i, cek] of ceks.entries()) assert.deepEqual(Buffer.from(raws[i]!), Buffer.from(await native.exportKey("raw", cek)));
+        },
+      ],
+    ];
+    for (const [fn, run, check] of cases) {
+      faulty.setFault({ delayFunction: fn, delayMs: 100 });
+      const delay = monitorEventLoopDelay({ resolution: 5 });
+      delay.enable();
+      const started = performance.now();
+      const results = await Promise.all(run());
+      const elapsed = performance.now() - started;
+      delay.disable();
+      faulty.clearFault();
+      assert.ok(elapsed >= 100, `${fn}: the delay was not applied (${elapsed} ms)`);
+      assert.ok(delay.max / 1e6 < 60, `${fn}: the event loop waited ${delay.max / 1e6} ms`);
+      await check(results);
+    }
+    assert.ok(slow.token.threadStats().serving >= 1);
+    assert.deepEqual(await leftovers(slow), { sessionObjects: 0, busySessions: 0 });
+    await slow.deleteKey("slow-ecdh");
+    await slow.deleteKey("slow-kw");
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * Token threads: worker_threads, each with its own pkcs11js instance and session, to which the
- * main thread hands single-part operations (sign, decrypt) in batches. A job runs whole on the
- * thread, its *Init call included.
+ * main thread hands operations on one key in batches: sign, encrypt, decrypt, and the multi-call
+ * derive, wrap and unwrap (their throwaway carrier object is created and destroyed on the thread).
+ * A job runs whole on the thread, its *Init call included.
  *
  * Why: with a fast token (ECDSA on SoftHSM takes ~45 µs) a pkcs11js async call per signature costs
  * the main thread as much as signing inline, so the second core stayed idle; one postMessage per
@@ -27,14 +28,22 @@ import type * as pkcs11 from "pkcs11js";
 import { SessionError } from "../errors.js";
 import { SpreadChoice } from "./spread-choice.js";
 
-export type ThreadOp = "sign" | "decrypt";
+export type ThreadOp = "sign" | "encrypt" | "decrypt" | "derive" | "wrap" | "unwrap";
 
-interface Job {
+/** One operation for a token thread. */
+export interface ThreadWork {
   op: ThreadOp;
   mechanism: pkcs11.Mechanism;
-  key: Uint8Array;
-  data: Uint8Array;
+  /** sign, encrypt, decrypt: the input; unwrap: the wrapped key; derive, wrap: unused. */
+  data: Buffer;
+  /** Size of the output buffer (sign, encrypt, decrypt, wrap). */
   outLength: number;
+  /** derive, unwrap: the template of the carrier made; wrap: the carrier itself (with its value). */
+  template?: pkcs11.Template;
+}
+
+interface Job extends ThreadWork {
+  key: Uint8Array;
   resolve: (output: Buffer) => void;
   reject: (error: Error) => void;
 }
@@ -62,7 +71,7 @@ if (!shared) {
   parentPort.close();
 }
 const EMPTY = Buffer.alloc(1).subarray(0, 0);
-const CALLS = { sign: ["C_SignInit", "C_Sign"], decrypt: ["C_DecryptInit", "C_Decrypt"] };
+const CKA_VALUE = 0x11;
 // Structured cloning turns Buffers into Uint8Arrays; pkcs11js wants Buffers (and no empty one).
 const buffer = (u) => (u.length ? Buffer.from(u.buffer, u.byteOffset, u.length) : EMPTY);
 const mechanismOf = ({ mechanism, parameter }) => {
@@ -70,6 +79,25 @@ const mechanismOf = ({ mechanism, parameter }) => {
   const p = {};
   for (const [k, v] of Object.entries(parameter)) p[k] = v instanceof Uint8Array ? buffer(v) : v;
   return { mechanism, parameter: p };
+};
+const templateOf = (t) => t.map(({ type, value }) => ({ type, value: value instanceof Uint8Array ? buffer(value) : value }));
+const out = (job) => Buffer.alloc(Math.max(job.outLength, 1));
+// A carrier never outlives its job: read its value, then destroy it.
+const valueOf = (object) => {
+  try { return lib.C_GetAttributeValue(session, object, [{ type: CKA_VALUE }])[0].value; }
+  finally { lib.C_DestroyObject(session, object); }
+};
+const RUN = {
+  sign: (job, key) => { lib.C_SignInit(session, mechanismOf(job.mechanism), key); return lib.C_Sign(session, buffer(job.data), out(job)); },
+  encrypt: (job, key) => { lib.C_EncryptInit(session, mechanismOf(job.mechanism), key); return lib.C_Encrypt(session, buffer(job.data), out(job)); },
+  decrypt: (job, key) => { lib.C_DecryptInit(session, mechanismOf(job.mechanism), key); return lib.C_Decrypt(session, buffer(job.data), out(job)); },
+  derive: (job, key) => valueOf(lib.C_DeriveKey(session, mechanismOf(job.mechanism), key, templateOf(job.template))),
+  unwrap: (job, key) => valueOf(lib.C_UnwrapKey(session, mechanismOf(job.mechanism), key, buffer(job.data), templateOf(job.template))),
+  wrap: (job, key) => {
+    const carrier = lib.C_CreateObject(session, templateOf(job.template));
+    try { return lib.C_WrapKey(session, mechanismOf(job.mechanism), key, carrier, out(job)); }
+    finally { lib.C_DestroyObject(session, carrier); }
+  },
 };
 if (shared) parentPort.on("message", (jobs) => {
   if (jobs === "close") {
@@ -79,10 +107,8 @@ if (shared) parentPort.on("message", (jobs) => {
     return;
   }
   const results = jobs.map((job) => {
-    const [init, final] = CALLS[job.op];
     try {
-      lib[init](session, mechanismOf(job.mechanism), Buffer.from(job.key));
-      return { ok: true, value: lib[final](session, buffer(job.data), Buffer.alloc(Math.max(job.outLength, 1))) };
+      return { ok: true, value: RUN[job.op](job, Buffer.from(job.key)) };
     } catch (e) {
       try { lib.C_CloseSession(session); } catch {}
       try { session = lib.C_OpenSession(Buffer.from(workerData.slot), 6); } catch {}
@@ -140,10 +166,10 @@ export class TokenThread {
     });
   }
 
-  run(op: ThreadOp, mechanism: pkcs11.Mechanism, key: pkcs11.Handle, data: Buffer, outLength: number): Promise<Buffer> {
+  run(work: ThreadWork, key: pkcs11.Handle): Promise<Buffer> {
     if (this.#dead || this.#closing || this.stalled) return Promise.reject(notAttempted("token thread closed"));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ op, mechanism, key, data, outLength, resolve, reject });
+      this.#queue.push({ ...work, key, resolve, reject });
       if (this.#queue.length === 1 && this.#inFlight.length < MAX_IN_FLIGHT) queueMicrotask(() => this.#send());
     });
   }
@@ -155,7 +181,7 @@ export class TokenThread {
     this.#inFlight.push(batch);
     this.#worker.ref(); // keep the process alive while results are owed
     if (this.#inFlight.length === 1) this.#armTimer();
-    this.#worker.postMessage(batch.map(({ op, mechanism, key, data, outLength }) => ({ op, mechanism, key, data, outLength })));
+    this.#worker.postMessage(batch.map(({ op, mechanism, key, data, outLength, template }) => ({ op, mechanism, key, data, outLength, template })));
   }
 
   /** The oldest batch in flight must be answered within the time limit (counted from when it became the oldest). */
