@@ -7,8 +7,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createSecretKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import * as jose from "jose";
-import { installShim, UnsupportedAlgorithmError, type Hsm, type HsmKey } from "../src/index.js";
-import { freshHsm, type Fixture } from "./helpers/token.js";
+import { installShim, openHsm, UnsupportedAlgorithmError, type Hsm, type HsmKey } from "../src/index.js";
+import { acceptsOaepHash } from "../src/pkcs11/oaep-hashes.js";
+import { freshHsm, leftovers, type Fixture } from "./helpers/token.js";
 import { assertNoLeftovers, tamperSegment } from "./helpers/native.js";
 import { destroySessionObjects } from "./helpers/session-keys.js";
 import { nodeDecryptDir, nodeDecryptRsaOaep, nodeEncryptDir, nodeEncryptRsaOaep } from "./helpers/native-jwe.js";
@@ -70,6 +71,21 @@ describe("RSA-OAEP: native encrypts to the HSM public key, the token decrypts", 
       assert.equal(dec.decode((await jose.compactDecrypt(handmade, key.privateKey!)).plaintext), "to the token");
     } finally {
       await hsm.deleteKey({ label: "enc-rsa-imported" });
+    }
+  });
+
+  test("the token is asked which OAEP hashes it accepts (SoftHSM: SHA-1 only), once, leaving no session object", async () => {
+    // A second Hsm on the same token: a new Token, so nothing is cached yet.
+    const second = await openHsm({ home: fixture.home });
+    try {
+      const answers = (["SHA-1", "SHA-256", "SHA-384", "SHA-512"] as const).map((hash) => acceptsOaepHash(second.token, hash));
+      assert.deepEqual(answers, [true, false, false, false]);
+      assert.deepEqual(await leftovers(second), { sessionObjects: 0, busySessions: 0 });
+      // The keys of that token agree.
+      const key = await second.getKey("enc-rsa", { alg: "RSA-OAEP" });
+      assert.deepEqual(key.algorithms.filter((a) => a.startsWith("RSA-OAEP")), ["RSA-OAEP"]);
+    } finally {
+      await second.close();
     }
   });
 

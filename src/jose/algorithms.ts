@@ -4,7 +4,8 @@
  * mechanisms make it possible.
  */
 import { UnsupportedAlgorithmError } from "../errors.js";
-import { CKM } from "../pkcs11/constants.js";
+import { CKM, type HashName } from "../pkcs11/constants.js";
+import { acceptsOaepHash } from "../pkcs11/oaep-hashes.js";
 import type { NamedCurve } from "../pkcs11/curves.js";
 import type { KeyInfo, KeyKind } from "../pkcs11/token-key.js";
 import type { Token } from "../pkcs11/token.js";
@@ -18,7 +19,7 @@ export type JoseAlgorithm =
   | "A128KW" | "A192KW" | "A256KW" | "A128GCMKW" | "A192GCMKW" | "A256GCMKW"
   | "dir" | "A128GCM" | "A192GCM" | "A256GCM";
 
-type Hash = "SHA-1" | "SHA-256" | "SHA-384" | "SHA-512";
+type Hash = HashName;
 
 export interface AlgorithmShape {
   alg: JoseAlgorithm;
@@ -111,9 +112,8 @@ export function fitsKey(shape: AlgorithmShape, info: KeyInfo): boolean {
 export function tokenSupports(shape: AlgorithmShape, info: KeyInfo, token: Token): boolean {
   if (!shape.mechanisms.some((m) => token.has(m))) return false;
   if (shape.alg === "EdDSA" || shape.alg === "Ed25519") return info.flags.sign || info.class === "public";
-  if (shape.webcrypto.name === "RSA-OAEP" && shape.webcrypto.hash !== "SHA-1" && /softhsm/i.test(token.manufacturer + token.model)) {
-    return false; // SoftHSM 2.6 lists CKM_RSA_PKCS_OAEP but refuses every hash but SHA-1
-  }
+  // SoftHSM 2.6 lists CKM_RSA_PKCS_OAEP but refuses every hash but SHA-1: ask the token.
+  if (shape.webcrypto.name === "RSA-OAEP" && !acceptsOaepHash(token, shape.webcrypto.hash!)) return false;
   if (info.class === "public") return shape.use === "sig" ? info.flags.verify : info.flags.encrypt || info.flags.wrap;
   const flags = info.flags;
   switch (shape.webcrypto.name) {

@@ -8,6 +8,7 @@ import * as core from "webcrypto-core";
 import { UnsupportedAlgorithmError } from "../../errors.js";
 import { ckrOf } from "../../pkcs11/ckr.js";
 import { CKM, CKZ_DATA_SPECIFIED, HASH_MECHANISM, HASH_MGF, PARAMS } from "../../pkcs11/constants.js";
+import { OAEP_PARAMS_REFUSED } from "../../pkcs11/oaep-hashes.js";
 import { bytes, decrypt } from "../../pkcs11/operations.js";
 import { generateRsa, importRsa, refuseExport } from "./rsa-keys.js";
 import { hashName, requireMechanism, tokenKey, type ProviderContext } from "./context.js";
@@ -15,8 +16,6 @@ import { invalidAccess } from "../dom-errors.js";
 
 export const OAEP_USAGES = { privateKey: ["decrypt", "unwrapKey"] as KeyUsage[], publicKey: ["encrypt", "wrapKey"] as KeyUsage[] };
 
-/** Return values with which tokens refuse OAEP parameters they do not implement. */
-const PARAMS_REFUSED = new Set(["CKR_MECHANISM_PARAM_INVALID", "CKR_ARGUMENTS_BAD", "CKR_MECHANISM_INVALID"]);
 
 export class HsmRsaOaepProvider extends core.RsaOaepProvider {
   constructor(private readonly context: ProviderContext) {
@@ -44,7 +43,7 @@ export class HsmRsaOaepProvider extends core.RsaOaepProvider {
       return new Uint8Array(out).buffer;
     } catch (error) {
       const ckr = ckrOf((error as { cause?: unknown }).cause) ?? (error as { ckr?: string }).ckr;
-      if (ckr && PARAMS_REFUSED.has(ckr)) {
+      if (ckr && OAEP_PARAMS_REFUSED.has(ckr)) {
         const what = `RSA-OAEP with ${hash}${label?.length ? " and a label" : ""}`;
         throw new UnsupportedAlgorithmError(`${tk.token.describe()} refuses CKM_RSA_PKCS_OAEP for ${what} (${ckr})`, { ckr, cause: error });
       }
