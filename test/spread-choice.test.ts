@@ -68,6 +68,17 @@ test("a load that grows eightfold is compared again at once, not after the keep 
   assert.equal(ways.at(-1), true);
 });
 
+test("a decisive verdict (one way 1.3x faster) is not compared again when the load grows eightfold, only after the keep period", () => {
+  const clock = { t: 0 };
+  const choice = new SpreadChoice(() => clock.t);
+  drive(choice, clock, 16, (spread) => (spread ? 13 : 10), 50, 8);
+  assert.equal(choice.spread, true);
+  // Sixty-four callers: no comparison (no window on one thread) for the next 5 s...
+  assert.deepEqual(drive(choice, clock, 100, (spread) => (spread ? 26 : 20), 50, 64), Array(100).fill(true));
+  // ...and one within the keep period of 40 windows of 150 ms.
+  assert.ok(drive(choice, clock, 30, (spread) => (spread ? 26 : 20), 50, 64).includes(false));
+});
+
 test("a tie (a load that does not fill the threads) keeps the way in use", () => {
   const clock = { t: 0 };
   const choice = new SpreadChoice(() => clock.t);

@@ -14,7 +14,10 @@
  * or if the threads ever had fewer than QUEUED operations waiting when another came: then the rate
  * is the callers', not the token's. A load that doubles or halves (operations waiting, on average
  * over a window, against the window that made the last decision) calls for a comparison at once:
- * the best way at 8 callers need not be the best at 64.
+ * the best way at 8 callers need not be the best at 64; unless that decision was DECISIVE (one way
+ * that much faster, as RSA on SoftHSM's two threads, 1.8x), which a change of load does not
+ * overturn, and which the periodic comparison still checks. Each comparison costs the slower way
+ * for a window (a row of `npm run bench` at 64 callers lost ~5% of its RSA throughput to one).
  */
 const WINDOW_MS = 150;
 const SETTLE_MS = 50;
@@ -23,6 +26,7 @@ const MIN_DONE = 32;
 const QUEUED = 4;
 /** The other way must be this much faster to be taken: ties (a load that does not fill the threads) keep the way in use. */
 const MARGIN = 1.05;
+const DECISIVE = 1.25;
 
 export class SpreadChoice {
   /** Spread until measured otherwise: most tokens run operations on several threads at once. */
@@ -37,6 +41,8 @@ export class SpreadChoice {
   /** Mean operations waiting in the window that made the last decision. */
   #decidedAt = 0;
   #keepFor = 1;
+  /** Whether the last comparison found one way DECISIVE-ly faster. */
+  #decisive = false;
   /** Of a comparison: 0 none under way; 1 the other way is being measured; 2 the first way again. */
   #phase = 0;
   /** Operations per ms: the way kept, before the comparison, and the other way. */
@@ -87,8 +93,10 @@ export class SpreadChoice {
       this.#phase = 0;
       this.#keepFor = KEEP;
       this.#decidedAt = queued;
-      if (this.#other > ((this.#before + rate) / 2) * MARGIN) this.#change();
-    } else if (--this.#keepFor <= 0 || queued > 2 * this.#decidedAt || queued < this.#decidedAt / 2) {
+      const kept = (this.#before + rate) / 2;
+      this.#decisive = Math.max(kept, this.#other) >= Math.min(kept, this.#other) * DECISIVE;
+      if (this.#other > kept * MARGIN) this.#change();
+    } else if (--this.#keepFor <= 0 || (!this.#decisive && (queued > 2 * this.#decidedAt || queued < this.#decidedAt / 2))) {
       this.#before = rate;
       this.#phase = 1;
       this.#change();
