@@ -1,6 +1,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HsmError, ModuleLoadError } from "../src/errors.js";
@@ -124,6 +124,24 @@ test("a second label in the same home gets its own token, with the home's PIN; t
     assert.deepEqual(labels.sort(), ["hsmkey-dev", "hsmkey-other"]);
   } finally {
     loaded.release();
+  }
+});
+
+test("a token store whose PIN files were deleted is an error naming them, and no new PIN or token is made", () => {
+  const dir = mkdtempSync(join(tmpdir(), "hsmkey-nopin-"));
+  try {
+    ensureEmbeddedToken({ home: dir });
+    rmSync(join(dir, "user.pin"));
+    assert.throws(
+      () => ensureEmbeddedToken({ home: dir, label: "hsmkey-new" }),
+      (error: unknown) => error instanceof HsmError && /PIN files \(user\.pin, so\.pin\) are missing/.test(error.message),
+    );
+    assert.equal(existsSync(join(dir, "user.pin")), false);
+    assert.equal(readdirSync(join(dir, "tokens")).length, 1);
+    assert.deepEqual(loadedModules(), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    process.env.SOFTHSM2_CONF = join(home, "softhsm2.conf");
   }
 });
 

@@ -59,8 +59,7 @@ function placed(key: TokenKey, work: ThreadWork, call: string, body: Body<Buffer
   const m = work.mechanism.mechanism;
   if (!slow && inlineBudget.cheap(m)) {
     const busy = token.threadLoad();
-    const inline = inlineBudget.available() && (busy === 0 || (busy >= THREAD_DEPTH && token.threads.spreads(m)));
-    if (inline) {
+    if (inlineBudget.available() && (busy === 0 || (busy >= THREAD_DEPTH && token.threads.spreads(m)))) {
       return run(key, "either", call, work.mechanism, (lib, session, handle, inline) => {
         const output = body(lib, session, handle, inline);
         if (inline) token.threads.done(m);

@@ -75,19 +75,15 @@ export function listTokens(module: LoadedModule): SlotMatch[] {
   return out;
 }
 
-function matching(tokens: SlotMatch[], selector: TokenSelector): SlotMatch[] {
-  return tokens.filter(
+/** The one token matching the selector; with an empty selector, the only initialised token. */
+export function findToken(module: LoadedModule, selector: TokenSelector): SlotMatch {
+  const tokens = listTokens(module);
+  const matches = tokens.filter(
     (t) =>
       (selector.token === undefined || t.info.label === selector.token) &&
       (selector.serial === undefined || t.info.serialNumber === selector.serial) &&
       (selector.slotId === undefined || t.slotId === selector.slotId),
   );
-}
-
-/** The one token matching the selector; with an empty selector, the only initialised token. */
-export function findToken(module: LoadedModule, selector: TokenSelector): SlotMatch {
-  const tokens = listTokens(module);
-  const matches = matching(tokens, selector);
   const wanted = describeSelector(selector);
   if (matches.length === 0) {
     const seen = tokens.map((t) => `'${t.info.label}'`).join(", ") || "none";
