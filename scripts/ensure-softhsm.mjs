@@ -5,7 +5,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 
-// Keep in sync with SOFTHSM2_MODULE_CANDIDATES in src/pkcs11/embedded.ts.
+// The same list as SOFTHSM2_MODULE_CANDIDATES in src/pkcs11/embedded.ts (test/embedded.test.ts checks).
 const CANDIDATES = [
   "/usr/lib/softhsm/libsofthsm2.so",
   "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HsmError, ModuleLoadError } from "../src/errors.js";
-import { embeddedHome, ensureEmbeddedToken, findSoftHsmModule, type EmbeddedToken } from "../src/pkcs11/embedded.js";
+import { embeddedHome, ensureEmbeddedToken, findSoftHsmModule, SOFTHSM2_MODULE_CANDIDATES, type EmbeddedToken } from "../src/pkcs11/embedded.js";
 import { acquireModule, loadedModules } from "../src/pkcs11/module.js";
 
 const CKF_TOKEN_INITIALIZED = 0x400;
@@ -33,6 +33,12 @@ after(() => {
 
 test("SoftHSM2 is installed for the tests", () => {
   assert.ok(findSoftHsmModule(), "no SoftHSM2 module found");
+});
+
+test("scripts/ensure-softhsm.mjs (run before anything is built) looks for the module where the library does", () => {
+  const script = readFileSync(new URL("../scripts/ensure-softhsm.mjs", import.meta.url), "utf8");
+  const list = /const CANDIDATES = \[([^\]]*)\]/.exec(script)?.[1] ?? "";
+  assert.deepEqual([...list.matchAll(/"([^"]+)"/g)].map((m) => m[1]), SOFTHSM2_MODULE_CANDIDATES);
 });
 
 test("embeddedHome follows HSMKEY_HOME", () => {
