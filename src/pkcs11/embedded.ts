@@ -175,7 +175,8 @@ function settledTokens(loaded: LoadedModule, tokenDir: string): SlotMatch[] {
     loaded,
     () => {
       const tokens = listTokens(loaded);
-      if (tokens.length < onDisk()) throw new StoreMisreadError(tokens.length, onDisk(), tokenDir);
+      const stored = onDisk();
+      if (tokens.length < stored) throw new StoreMisreadError(tokens.length, stored, tokenDir);
       return tokens;
     },
     (error) => error instanceof StoreMisreadError,

@@ -28,7 +28,7 @@ export const info: Command = {
     const slots = listTokens(token.module).map((m) => ({
       slot: m.slotId,
       label: m.info.label.trim(),
-      serial: m.info.serialNumber.trim(),
+      serial: m.info.serialNumber,
       model: m.info.model.trim(),
       manufacturer: m.info.manufacturerID.trim(),
     }));
