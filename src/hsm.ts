@@ -72,6 +72,7 @@ export class Hsm implements AsyncDisposable {
       ...(resolved.libraryParameters !== undefined ? { libraryParameters: resolved.libraryParameters } : {}),
       ...(resolved.pin !== undefined ? { pin: resolved.pin } : {}),
       pool: resolved.pool,
+      threadModule: resolved.threadModule,
     });
     return new Hsm(token, resolved.embedded !== undefined);
   }

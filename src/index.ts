@@ -4,6 +4,7 @@
  */
 export { openHsm, withHsm, Hsm, type TokenInfo, type GenerateKeyOptions, type ImportKeyOptions } from "./hsm.js";
 export type { HsmOptions } from "./options.js";
+export type { ThreadModule } from "./pkcs11/module-copy.js";
 export { HsmKey, type HsmKeyOptions, type KeyParts, type PublicJwk } from "./jose/hsm-key.js";
 export { HsmKeySet, type ResolverHeader } from "./jose/key-set.js";
 export { JOSE_ALGORITHMS, type JoseAlgorithm } from "./jose/algorithms.js";

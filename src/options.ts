@@ -11,6 +11,7 @@ import { ensureEmbeddedToken, type EmbeddedToken } from "./pkcs11/embedded.js";
 import { isPkcs11Uri, parsePkcs11Uri } from "./pkcs11/uri.js";
 import type { TokenSelector } from "./pkcs11/slot.js";
 import type { PoolOptions } from "./pkcs11/pool.js";
+import { THREAD_MODULES, type ThreadModule } from "./pkcs11/module-copy.js";
 
 export interface HsmOptions {
   /** Path of the PKCS#11 module. */
@@ -35,6 +36,13 @@ export interface HsmOptions {
   operationTimeoutMs?: number;
   /** Home directory of the embedded token (default HSMKEY_HOME or ./.hsmkey). */
   home?: string;
+  /**
+   * How token threads reach the module (default HSMKEY_THREAD_MODULE or "auto"): "shared", through
+   * the process's instance; "copy", each through its own copy of the library file, loaded as a
+   * separate instance with its own login (for modules that serialise private-key use inside one
+   * instance, as SoftHSM 2 does); "auto", "copy" for SoftHSM and "shared" for any other module.
+   */
+  threadModule?: ThreadModule;
 }
 
 export interface ResolvedOptions {
@@ -45,6 +53,7 @@ export interface ResolvedOptions {
   pool: PoolOptions;
   /** Set when the embedded development token is used. */
   embedded: EmbeddedToken | undefined;
+  threadModule: ThreadModule;
 }
 
 export function resolveOptions(input: HsmOptions | string = {}, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
@@ -69,6 +78,11 @@ export function resolveOptions(input: HsmOptions | string = {}, env: NodeJS.Proc
     nonEmpty(env.HSMKEY_PIN) ??
     (nonEmpty(env.HSMKEY_PIN_FILE) !== undefined ? readPin(env.HSMKEY_PIN_FILE!) : undefined);
 
+  const threadModule = options.threadModule ?? parseThreadModule(nonEmpty(env.HSMKEY_THREAD_MODULE));
+  if (!THREAD_MODULES.includes(threadModule)) {
+    throw new InvalidInputError(`Option \`threadModule\` must be one of ${THREAD_MODULES.join(", ")}, got '${String(threadModule)}'`);
+  }
+
   if (module === undefined) {
     const embedded = ensureEmbeddedToken({ ...(options.home ? { home: options.home } : {}), ...(label ? { label } : {}) });
     return {
@@ -78,6 +92,7 @@ export function resolveOptions(input: HsmOptions | string = {}, env: NodeJS.Proc
       pin: pin ?? embedded.pin,
       pool: poolOptions(options),
       embedded,
+      threadModule,
     };
   }
   return {
@@ -87,6 +102,7 @@ export function resolveOptions(input: HsmOptions | string = {}, env: NodeJS.Proc
     pin,
     pool: poolOptions(options),
     embedded: undefined,
+    threadModule,
   };
 }
 
@@ -95,6 +111,14 @@ function poolOptions(options: HsmOptions): PoolOptions {
   if (options.maxSessions !== undefined) pool.maxSessions = options.maxSessions;
   if (options.operationTimeoutMs !== undefined) pool.operationTimeoutMs = options.operationTimeoutMs;
   return pool;
+}
+
+function parseThreadModule(value: string | undefined): ThreadModule {
+  if (value === undefined) return "auto";
+  if (!(THREAD_MODULES as readonly string[]).includes(value)) {
+    throw new InvalidInputError(`HSMKEY_THREAD_MODULE must be one of ${THREAD_MODULES.join(", ")}, got '${value}'`);
+  }
+  return value as ThreadModule;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -78,10 +78,10 @@ function placed(key: TokenKey, work: ThreadWork, call: string, body: Body<Buffer
 function onThread(key: TokenKey, work: ThreadWork, call: string, body: Body<Buffer>, slow: boolean): Promise<Buffer> {
   const token = key.token;
   const { mechanism } = work;
-  const handle = token.threads.usable ? key.cachedHandle() : undefined;
+  const handle = token.threads.usable && token.threads.serves(key.info.flags.persistent) ? key.cachedHandle() : undefined;
   const ordinary = () => run(key, placementOf(slow), call, mechanism, body, mechanism.mechanism);
   if (!handle) return ordinary();
-  const first = () => token.threads.pick(mechanism.mechanism).run(work, handle);
+  const first = () => token.threads.pick(mechanism.mechanism).run(work, key.threadKey(handle));
   const again = () => token.pool.use((session) => body(token.lib, session, key.handle(session), false));
   return token.retryOnce(first, again).catch((error: unknown) => {
     if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return ordinary();

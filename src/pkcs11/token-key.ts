@@ -12,6 +12,7 @@ import { CKA, CKK, CKO } from "./constants.js";
 import { curveFromParams, unwrapPoint, type NamedCurve } from "./curves.js";
 import type { HashName } from "./constants.js";
 import type { Token } from "./token.js";
+import type { ThreadKey } from "./token-thread.js";
 import { sleepSync } from "./sleep.js";
 
 export type KeyClass = "private" | "public" | "secret";
@@ -64,6 +65,9 @@ const HMAC_KEY_TYPES: Record<number, HashName | undefined> = {
   [CKK.SHA384_HMAC]: "SHA-384",
   [CKK.SHA512_HMAC]: "SHA-512",
 };
+
+/** Numbers TokenKey.threadKey's refs, unique in the process. */
+let refs = 0;
 
 const COMMON = [CKA.CLASS, CKA.KEY_TYPE, CKA.LABEL, CKA.ID, CKA.TOKEN] as const;
 const FLAG_ATTRS = [CKA.SIGN, CKA.VERIFY, CKA.ENCRYPT, CKA.DECRYPT, CKA.WRAP, CKA.UNWRAP, CKA.DERIVE, CKA.EXTRACTABLE, CKA.SENSITIVE] as const;
@@ -154,6 +158,16 @@ export class TokenKey {
   /** The cached handle if it belongs to the current token generation, else undefined. */
   cachedHandle(): pkcs11.Handle | undefined {
     return this.#generation === this.token.generation ? this.#handle : undefined;
+  }
+
+  #ref: string | undefined;
+  #identity: Template | undefined;
+
+  /** This key for a token thread, given its current handle (see token-thread.ts). */
+  threadKey(handle: pkcs11.Handle): ThreadKey {
+    this.#ref ??= `k${++refs}`;
+    this.#identity ??= identityTemplate(this.info);
+    return { handle, ref: this.#ref, identity: this.#identity };
   }
 
   /** The object handle valid in this token generation (looked up again after a recovery). */

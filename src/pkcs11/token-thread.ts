@@ -26,6 +26,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import type * as pkcs11 from "pkcs11js";
 import { SessionError } from "../errors.js";
+import { copyModule, removeCopy } from "./module-copy.js";
 import { SpreadChoice } from "./spread-choice.js";
 
 export type ThreadOp = "sign" | "encrypt" | "decrypt" | "derive" | "wrap" | "unwrap";
@@ -42,34 +43,124 @@ export interface ThreadWork {
   template?: pkcs11.Template;
 }
 
+/** The key of an operation: its handle in the process's module instance, and its identity for an own instance. */
+export interface ThreadKey {
+  handle: pkcs11.Handle;
+  /** Names the key in a token thread's messages (unique in the process). */
+  ref: string;
+  /** Finds exactly this object (class, id, label). */
+  identity: pkcs11.Template;
+}
+
 interface Job extends ThreadWork {
-  key: Uint8Array;
+  key: ThreadKey;
   resolve: (output: Buffer) => void;
   reject: (error: Error) => void;
 }
 
-const MAX_IN_FLIGHT = 2;
+/** How a token thread reaches the token. */
+export interface ThreadSetup {
+  library: string;
+  slot: pkcs11.Handle;
+  loggedIn: boolean;
+  timeoutMs: number;
+  describe: string;
+  /** Set: the thread loads its own instance of the library (a copy: module-copy.ts). */
+  own?: { serial: string; libraryParameters: string | undefined; pin: () => string | undefined };
+}
 
-type Result = { ok: true; value: Uint8Array } | { ok: false; message: string };
+/**
+ * Batches in flight per thread, and the size at which a batch leaves at once rather than when the
+ * current microtasks are done. Measured with jose at 64 callers on SoftHSM: one batch of all 64 left
+ * the thread idle while the main thread finished the last one's tokens (ES256 0.78x of the raw
+ * loop); batches of 8, four in flight, keep both busy (0.92x).
+ */
+const MAX_IN_FLIGHT = 4;
+const BATCH = 8;
 
-/** Runs in the worker: open a session on the already initialised library, run what comes. */
+type Result = { ok: true; value: Uint8Array } | { ok: false; message: string; notAttempted?: boolean };
+type Message = Result[] | "unshared" | { failed: string };
+
+/**
+ * Runs in the worker. Shared: open a session on the process's initialised library, whose login and
+ * object handles it shares. Own (a copy of the library, see module-copy.ts): initialise that
+ * instance, find the token by serial, open a session and log in with the PIN the first message
+ * brings; keys come by identity and are looked up once. Then run what comes.
+ */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { PKCS11 } = require(workerData.pkcs11js);
+const own = workerData.own;
 const lib = new PKCS11();
-lib.load(workerData.library);
-try { lib.C_Initialize({ flags: 2 }); } catch (e) { if (!/CKR_CRYPTOKI_ALREADY_INITIALIZED/.test(String(e && e.message))) throw e; }
-let session = lib.C_OpenSession(Buffer.from(workerData.slot), 6);
-// The login belongs to the application. Where this thread's library is a separate application
-// (p11-kit's client opens a new connection, served by a new process), our session is not logged
-// in and the main thread's object handles mean nothing here: this thread cannot serve.
+let loadError;
+try { lib.load(workerData.library); } catch (e) { if (!own) throw e; loadError = e; }
+// The copy is loaded (mapped), or cannot be (a temporary directory mounted noexec): its file is no longer needed.
+if (own) try { require("node:fs").rmSync(own.dir, { recursive: true, force: true }); } catch {}
+const ckr = (e) => (String(e && e.message).match(/CKR_[A-Z_0-9]+/) || [""])[0];
+const pause = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 const CKS_USER_OR_SO = [1, 3, 4];
-const shared = !workerData.loggedIn || CKS_USER_OR_SO.includes(lib.C_GetSessionInfo(session).state);
-if (!shared) {
-  try { lib.C_CloseSession(session); } catch {}
-  parentPort.postMessage("unshared");
-  parentPort.close();
+const loggedIn = () => CKS_USER_OR_SO.includes(lib.C_GetSessionInfo(session).state);
+let slot = Buffer.from(workerData.slot);
+let session;
+// Own instance: a session that lives as long as the thread, since closing an instance's last session
+// logs it out (and SoftHSM then forgets the handles of private objects).
+let anchor;
+let pin;
+let ready = false;
+
+function startShared() {
+  try { lib.C_Initialize({ flags: 2 }); } catch (e) { if (ckr(e) !== "CKR_CRYPTOKI_ALREADY_INITIALIZED") throw e; }
+  session = lib.C_OpenSession(slot, 6);
+  // The login belongs to the application. Where this thread's library is a separate application
+  // (p11-kit's client opens a new connection, served by a new process), our session is not logged
+  // in and the main thread's object handles mean nothing here: this thread cannot serve.
+  if (workerData.loggedIn && !loggedIn()) {
+    try { lib.C_CloseSession(session); } catch {}
+    parentPort.postMessage("unshared");
+    parentPort.close();
+    return;
+  }
+  ready = true;
 }
+
+// A module that reads its token store while another process writes it (SoftHSM at every C_Login)
+// may miss the token or its PIN until it is initialised again: see module.ts, retryOnFreshModule.
+const MISREAD = ["CKR_USER_PIN_NOT_INITIALIZED", "CKR_GENERAL_ERROR", "NO_TOKEN"];
+function startOwn() {
+  const init = { flags: 2 };
+  if (own.libraryParameters !== undefined) init.libraryParameters = own.libraryParameters;
+  for (const wait of [10, 20, 40, 80, -1]) {
+    try {
+      lib.C_Initialize(init);
+    } catch (e) {
+      // The copy shares an instance after all (a shim forwarding to a library already loaded): it
+      // must not be finalized, and cannot serve as its own.
+      if (ckr(e) === "CKR_CRYPTOKI_ALREADY_INITIALIZED") throw new Error("the copy of the module is not a separate instance");
+      throw e;
+    }
+    try {
+      const slots = lib.C_GetSlotList(true).filter((s) => lib.C_GetTokenInfo(s).serialNumber.trim() === own.serial);
+      if (slots.length !== 1) throw new Error("NO_TOKEN: the token (serial " + own.serial + ") is not in the module's slot list");
+      slot = slots[0];
+      anchor = lib.C_OpenSession(slot, 6);
+      session = lib.C_OpenSession(slot, 6);
+      logIn();
+      ready = true;
+      return;
+    } catch (e) {
+      const reason = ckr(e) || String(e && e.message).split(":")[0];
+      try { lib.C_Finalize(); } catch {}
+      if (wait < 0 || !MISREAD.includes(reason)) throw e;
+      pause(wait);
+    }
+  }
+}
+
+function logIn() {
+  if (pin === undefined || loggedIn()) return;
+  try { lib.C_Login(session, 1, pin); } catch (e) { if (ckr(e) !== "CKR_USER_ALREADY_LOGGED_IN") throw e; }
+}
+
 const EMPTY = Buffer.alloc(1).subarray(0, 0);
 const CKA_VALUE = 0x11;
 // Structured cloning turns Buffers into Uint8Arrays; pkcs11js wants Buffers (and no empty one).
@@ -82,6 +173,24 @@ const mechanismOf = ({ mechanism, parameter }) => {
 };
 const templateOf = (t) => t.map(({ type, value }) => ({ type, value: value instanceof Uint8Array ? buffer(value) : value }));
 const out = (job) => Buffer.alloc(Math.max(job.outLength, 1));
+
+const HANDLE_INVALID = ["CKR_OBJECT_HANDLE_INVALID", "CKR_KEY_HANDLE_INVALID", "CKR_WRAPPING_KEY_HANDLE_INVALID", "CKR_UNWRAPPING_KEY_HANDLE_INVALID"];
+// Own instance: the handle of each key, found once by its identity (exactly one object must match).
+const handles = new Map();
+const notAttempted = (message) => Object.assign(new Error(message), { notAttempted: true });
+function keyOf(job) {
+  if (!own) return Buffer.from(job.key);
+  const known = handles.get(job.ref);
+  if (known) return known;
+  if (!job.identity) throw notAttempted("the token thread does not know this key yet");
+  lib.C_FindObjectsInit(session, templateOf(job.identity));
+  let found;
+  try { found = lib.C_FindObjects(session, 2); } finally { lib.C_FindObjectsFinal(session); }
+  if (found.length !== 1) throw notAttempted(found.length + " objects match the key's identity in the token thread's module instance");
+  handles.set(job.ref, found[0]);
+  return found[0];
+}
+
 // A carrier never outlives its job: read its value, then destroy it.
 const valueOf = (object) => {
   try { return lib.C_GetAttributeValue(session, object, [{ type: CKA_VALUE }])[0].value; }
@@ -99,19 +208,61 @@ const RUN = {
     finally { lib.C_DestroyObject(session, carrier); }
   },
 };
-if (shared) parentPort.on("message", (jobs) => {
-  if (jobs === "close") {
-    // Sessions belong to the process, not the thread: close ours before the thread goes.
-    try { lib.C_CloseSession(session); } catch {}
-    parentPort.close();
+
+/** After a failure: a fresh session (an operation may still be active on the old one), logged in. */
+function freshSession() {
+  try { lib.C_CloseSession(session); } catch {}
+  try {
+    session = lib.C_OpenSession(slot, 6);
+    if (own) logIn();
+  } catch {
+    // An own instance that cannot open a session is of no use: end, so that the next thread starts afresh.
+    if (own) setImmediate(() => process.exit(1));
+  }
+}
+
+function close() {
+  // Sessions belong to the process, not the thread: close ours before the thread goes; an own
+  // instance is finalized too.
+  try { lib.C_CloseSession(session); } catch {}
+  if (own) {
+    try { lib.C_CloseSession(anchor); } catch {}
+    try { lib.C_Finalize(); } catch {}
+  }
+  parentPort.close();
+}
+
+if (loadError) {
+  parentPort.postMessage({ failed: "the copy of the module does not load: " + String(loadError.message).split("\\n")[0] });
+  parentPort.close();
+} else if (!own) {
+  startShared();
+}
+parentPort.on("message", (message) => {
+  if (message === "close") return close();
+  if (!ready) {
+    // An own instance's first message: the PIN.
+    pin = message.pin;
+    try {
+      startOwn();
+    } catch (e) {
+      parentPort.postMessage({ failed: String(e && e.message) });
+      parentPort.close();
+    }
     return;
   }
-  const results = jobs.map((job) => {
+  const results = message.map((job) => {
     try {
-      return { ok: true, value: RUN[job.op](job, Buffer.from(job.key)) };
+      return { ok: true, value: RUN[job.op](job, keyOf(job)) };
     } catch (e) {
-      try { lib.C_CloseSession(session); } catch {}
-      try { session = lib.C_OpenSession(Buffer.from(workerData.slot), 6); } catch {}
+      if (e.notAttempted) return { ok: false, message: e.message, notAttempted: true };
+      freshSession();
+      // Own instance: a handle it no longer knows (the key was deleted, or the instance lost its
+      // login) is looked up again next time; the job goes to the ordinary path, which reports it.
+      if (own && HANDLE_INVALID.includes(ckr(e))) {
+        handles.delete(job.ref);
+        return { ok: false, message: String(e && e.message), notAttempted: true };
+      }
       return { ok: false, message: String(e && e.message) };
     }
   });
@@ -134,26 +285,38 @@ export class TokenThread {
   stalled = false;
   /** Whether the worker answered anything: one that ends before that could not serve at all. */
   #answered = false;
+  /** Own instance: the keys whose identity the worker has looked up (later jobs name them by ref only). */
+  readonly #known: Set<string> | undefined;
+
+  readonly #setup: ThreadSetup;
 
   constructor(
-    libraryPath: string,
-    slot: pkcs11.Handle,
-    loggedIn: boolean,
-    readonly timeoutMs: number,
-    readonly describe: string,
+    setup: ThreadSetup,
     readonly onDone: (mechanism: number) => void,
-    readonly onCannotServe: (reason: "unshared" | "failed") => void,
+    readonly onCannotServe: (reason: "unshared" | "failed" | "no own instance", detail?: string) => void,
   ) {
+    this.#setup = setup;
     const pkcs11js = createRequire(import.meta.url).resolve("pkcs11js");
-    this.#worker = new Worker(WORKER_SOURCE, {
-      eval: true,
-      workerData: { pkcs11js, library: libraryPath, slot: new Uint8Array(slot), loggedIn },
-    });
+    const copy = setup.own ? copyModule(setup.library) : undefined;
+    const own = setup.own && copy ? { dir: copy.dir, serial: setup.own.serial, libraryParameters: setup.own.libraryParameters } : undefined;
+    this.#known = own ? new Set() : undefined;
+    try {
+      this.#worker = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { pkcs11js, library: copy?.file ?? setup.library, slot: new Uint8Array(setup.slot), loggedIn: setup.loggedIn, own },
+      });
+    } catch (error) {
+      if (copy) removeCopy(copy);
+      throw error;
+    }
+    // The PIN goes by message, not in workerData (which the Worker's options would hold).
+    if (setup.own) this.#worker.postMessage({ pin: setup.own.pin() });
     this.#worker.unref();
-    this.#worker.on("message", (results: Result[] | "unshared") => {
-      if (results !== "unshared") return this.#settle(results);
-      this.onCannotServe("unshared");
-      this.#fail(notAttempted("token thread does not share the login"));
+    this.#worker.on("message", (message: Message) => {
+      if (Array.isArray(message)) return this.#settle(message);
+      const failed = message === "unshared" ? undefined : message.failed;
+      this.onCannotServe(failed === undefined ? "unshared" : "no own instance", failed);
+      this.#fail(notAttempted(failed === undefined ? "token thread does not share the login" : `token thread has no module instance: ${failed}`));
     });
     this.#worker.on("error", (error) => {
       if (!this.#answered) this.onCannotServe("failed");
@@ -161,16 +324,29 @@ export class TokenThread {
     });
     this.#worker.on("exit", () => {
       this.#exited = true;
+      // The worker removes the copy once it is loaded; this is for a worker that never got so far.
+      if (copy) removeCopy(copy);
       if (!this.#answered && !this.#closing) this.onCannotServe("failed");
       this.#fail(new Error("token thread ended"));
     });
   }
 
-  run(work: ThreadWork, key: pkcs11.Handle): Promise<Buffer> {
+  get describe(): string {
+    return this.#setup.describe;
+  }
+
+  get timeoutMs(): number {
+    return this.#setup.timeoutMs;
+  }
+
+  run(work: ThreadWork, key: ThreadKey): Promise<Buffer> {
     if (this.#dead || this.#closing || this.stalled) return Promise.reject(notAttempted("token thread closed"));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ ...work, key, resolve, reject });
-      if (this.#queue.length === 1 && this.#inFlight.length < MAX_IN_FLIGHT) queueMicrotask(() => this.#send());
+      const queued = this.#queue.push({ ...work, key, resolve, reject });
+      if (this.#inFlight.length >= MAX_IN_FLIGHT) return;
+      // The first job of a batch sends it when this turn's microtasks are done; a full batch goes now.
+      if (queued === 1) queueMicrotask(() => this.#send());
+      else if (queued >= BATCH) this.#send();
     });
   }
 
@@ -181,7 +357,14 @@ export class TokenThread {
     this.#inFlight.push(batch);
     this.#worker.ref(); // keep the process alive while results are owed
     if (this.#inFlight.length === 1) this.#armTimer();
-    this.#worker.postMessage(batch.map(({ op, mechanism, key, data, outLength, template }) => ({ op, mechanism, key, data, outLength, template })));
+    this.#worker.postMessage(batch.map((job) => this.#message(job)));
+  }
+
+  /** What the worker gets of a job: the key's handle (shared instance) or its ref, with its identity until known. */
+  #message({ op, mechanism, key, data, outLength, template }: Job): object {
+    if (!this.#known) return { op, mechanism, key: key.handle, data, outLength, template };
+    const identity = this.#known.has(key.ref) ? undefined : key.identity;
+    return { op, mechanism, ref: key.ref, identity, data, outLength, template };
   }
 
   /** The oldest batch in flight must be answered within the time limit (counted from when it became the oldest). */
@@ -213,8 +396,11 @@ export class TokenThread {
     batch.forEach((job, i) => {
       const r = results[i];
       if (r?.ok) {
+        this.#known?.add(job.key.ref);
         this.onDone(job.mechanism.mechanism);
         job.resolve(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength));
+      } else if (r?.notAttempted) {
+        job.reject(notAttempted(r.message));
       } else {
         job.reject(new Error(r?.message ?? "no result"));
       }
@@ -275,8 +461,11 @@ const MAX_THREADS = 4;
 
 /**
  * A token's threads, started as load needs them: up to one per core (at most MAX_THREADS). A
- * mechanism the token runs in parallel spreads over them; one it serialises (SoftHSM's ECDSA)
- * keeps to the first, since a second caller would only slow both down (see spread-choice.ts).
+ * mechanism the token runs in parallel spreads over them; one it serialises (SoftHSM's ECDSA on
+ * one module instance) keeps to the first, since a second caller would only slow both down (see
+ * spread-choice.ts). With `own` set each thread loads its own instance of the module; if one cannot
+ * (no copy could be made, the copy is not a separate instance, the token is not found there) the
+ * threads share the process's instance from then on, and `ownFailure` says why.
  */
 export class TokenThreads {
   #threads: TokenThread[] = [];
@@ -290,13 +479,33 @@ export class TokenThreads {
   readonly #max = Math.max(1, Math.min(availableParallelism(), MAX_THREADS));
   readonly #choices = new Map<number, SpreadChoice>();
 
-  constructor(
-    readonly libraryPath: string,
-    readonly slot: pkcs11.Handle,
-    readonly loggedIn: boolean,
-    readonly timeoutMs: number,
-    readonly describe: string,
-  ) {}
+  #setup: ThreadSetup;
+  /** Why the threads gave up their own module instances, if they did. */
+  ownFailure: string | undefined;
+
+  constructor(setup: ThreadSetup) {
+    this.#setup = setup;
+  }
+
+  /** Whether the threads load their own instances of the module (see module-copy.ts). */
+  get ownInstances(): boolean {
+    return this.#setup.own !== undefined;
+  }
+
+  /**
+   * Whether the threads can run operations with this key: an own instance cannot see the process's
+   * session objects (they belong to the instance that made them), only objects on the token.
+   */
+  serves(persistent: boolean): boolean {
+    return persistent || !this.ownInstances;
+  }
+
+  #shareInstance(reason: string): void {
+    if (!this.#setup.own) return;
+    const { own: _, ...shared } = this.#setup;
+    this.#setup = shared;
+    this.ownFailure = reason;
+  }
 
   /** Whether token threads may be used now (else operations take the ordinary path). */
   get usable(): boolean {
@@ -340,19 +549,26 @@ export class TokenThreads {
   }
 
   #start(): TokenThread {
-    const thread = new TokenThread(
-      this.libraryPath,
-      this.slot,
-      this.loggedIn,
-      this.timeoutMs,
-      this.describe,
-      (mechanism) => this.done(mechanism),
-      // "unshared" (the thread's session is not logged in: see the worker) is for good; "failed"
-      // (it ended before answering anything: could not open a session, say) for a while.
-      (reason) => (this.#disabledUntil = reason === "unshared" ? Infinity : Date.now() + RETRY_AFTER_FAILED_START_MS),
-    );
+    let thread: TokenThread;
+    try {
+      thread = new TokenThread(this.#setup, (mechanism) => this.done(mechanism), (reason, detail) => this.#cannotServe(reason, detail));
+    } catch (error) {
+      if (!this.#setup.own) throw error;
+      this.#shareInstance(`no copy of the module could be made: ${(error as Error).message}`);
+      return this.#start();
+    }
     this.#threads.push(thread);
     return thread;
+  }
+
+  /**
+   * "unshared" (the thread's session is not logged in: see the worker) disables the threads for
+   * good; "failed" (it ended before answering anything: could not open a session, say) for a while;
+   * "no own instance" makes later threads share the process's instance.
+   */
+  #cannotServe(reason: "unshared" | "failed" | "no own instance", detail?: string): void {
+    if (reason === "no own instance") this.#shareInstance(detail ?? reason);
+    else this.#disabledUntil = reason === "unshared" ? Infinity : Date.now() + RETRY_AFTER_FAILED_START_MS;
   }
 
   /** Operations queued on or owed by all threads. */

@@ -21,6 +21,7 @@ import { acquireModule, retryOnFreshModule, type LoadedModule } from "./module.j
 import { inlineBudget, type Placement } from "./inline-budget.js";
 import { SessionPool, type PoolOptions, type PoolStats } from "./pool.js";
 import { TokenThreads, type ThreadStats } from "./token-thread.js";
+import { copiesModule, type ThreadModule } from "./module-copy.js";
 import { describeSelector, findToken, NoMatchingTokenError, type TokenSelector } from "./slot.js";
 
 const CKF_LOGIN_REQUIRED = 0x4;
@@ -36,6 +37,8 @@ export interface TokenOpenOptions {
   selector: TokenSelector;
   pin?: string;
   pool?: PoolOptions;
+  /** How token threads reach the module (default "auto"): see module-copy.ts. */
+  threadModule?: ThreadModule;
 }
 
 const pins = new WeakMap<Token, string>();
@@ -59,6 +62,8 @@ export class Token {
   #anchorQueue: Promise<unknown> = Promise.resolve();
   #threads: TokenThreads | undefined;
   readonly #loginShare: LoginShare;
+  /** Whether token threads load their own copies of the module. */
+  readonly #copiesModule: boolean;
 
   private constructor(module: LoadedModule, selector: TokenSelector, options: TokenOpenOptions) {
     this.module = module;
@@ -73,6 +78,7 @@ export class Token {
     this.mechanisms = new Set(this.#call(() => module.lib.C_GetMechanismList(this.slot), "C_GetMechanismList"));
     this.pool = new SessionPool(module.lib, this.slot, this.describe(), options.pool);
     this.#loginShare = new LoginShare(module.path, this.slotId, this.describe());
+    this.#copiesModule = copiesModule(options.threadModule ?? "auto", module.lib);
   }
 
   /**
@@ -260,7 +266,15 @@ export class Token {
   /** The token's threads (see token-thread.ts); none runs until one is picked. */
   get threads(): TokenThreads {
     this.assertOpen();
-    return (this.#threads ??= new TokenThreads(this.module.path, this.slot, this.loginRequired, this.pool.operationTimeoutMs, this.describe()));
+    this.#threads ??= new TokenThreads({
+      library: this.module.path,
+      slot: this.slot,
+      loggedIn: this.loginRequired,
+      timeoutMs: this.pool.operationTimeoutMs,
+      describe: this.describe(),
+      ...(this.#copiesModule ? { own: { serial: this.serial, libraryParameters: this.module.libraryParameters, pin: () => pins.get(this) } } : {}),
+    });
+    return this.#threads;
   }
 
   /** Operations queued on or owed by the token threads (0 when none has started). */

@@ -23,6 +23,9 @@
  *   delay_function=C_Sign     function to delay
  *   delay_ms=200              delay in milliseconds
  *
+ * C_GetInfo names this module ("hsmkey fault injector") as the manufacturer, not the target: it is
+ * another library, which hsmkey must not take for SoftHSM (whose token threads load copies of it).
+ *
  * Trace: when FAULTY_COUNTS names a file, every wrapped call appends "<function>\n" and every
  * injected fault appends "FAULT <function> 0x<rv>\n" (one write() with O_APPEND per line).
  *
@@ -374,6 +377,19 @@ static CK_RV w_C_Finalize(CK_PTR reserved) {
   return rv;
 }
 
+/* CK_INFO starts with a 2-byte CK_VERSION, then the 32-byte blank-padded manufacturerID. */
+typedef CK_RV (*C_GetInfo_t)(CK_PTR);
+static CK_RV w_C_GetInfo(CK_PTR info) {
+  CK_RV rv = ORIG(C_GetInfo, C_GetInfo_t)(info);
+  if (rv == CKR_OK && info) {
+    static const char name[] = "hsmkey fault injector";
+    CK_BYTE *manufacturer = (CK_BYTE *)info + 2;
+    memset(manufacturer, ' ', 32);
+    memcpy(manufacturer, name, sizeof name - 1);
+  }
+  return rv;
+}
+
 static CK_RV w_C_GetFunctionList(CK_FUNCTION_LIST **list);
 
 #define SET(name) wrapped.fn[I_##name] = (CK_FN)w_##name
@@ -386,6 +402,7 @@ static CK_RV build_list(void) {
   wrapped.fn[I_C_GetFunctionList] = (CK_FN)w_C_GetFunctionList;
   SET(C_Initialize);
   SET(C_Finalize);
+  SET(C_GetInfo);
   SET(C_OpenSession);
   SET(C_CloseSession);
   SET(C_GetSessionInfo);
