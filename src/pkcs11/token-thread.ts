@@ -52,7 +52,8 @@ export interface ThreadKey {
   identity: pkcs11.Template;
 }
 
-interface Job extends ThreadWork {
+interface Job {
+  work: ThreadWork;
   key: ThreadKey;
   resolve: (output: Buffer) => void;
   reject: (error: Error) => void;
@@ -343,7 +344,7 @@ export class TokenThread {
   run(work: ThreadWork, key: ThreadKey): Promise<Buffer> {
     if (this.#dead || this.#closing || this.stalled) return Promise.reject(notAttempted("token thread closed"));
     return new Promise((resolve, reject) => {
-      const queued = this.#queue.push({ ...work, key, resolve, reject });
+      const queued = this.#queue.push({ work, key, resolve, reject });
       // The first job of a batch sends it when this turn's microtasks are done; a full batch goes now.
       if (queued === 1) queueMicrotask(() => this.#sendAll());
       else if (queued >= BATCH) this.#send();
@@ -390,7 +391,8 @@ export class TokenThread {
   }
 
   /** What the worker gets of a job: the key's handle (shared instance) or its ref, with its identity until known. */
-  #message({ op, mechanism, key, data, outLength, template }: Job): object {
+  #message({ work, key }: Job): object {
+    const { op, mechanism, data, outLength, template } = work;
     if (!this.#known) return { op, mechanism, key: key.handle, data, outLength, template };
     const identity = this.#known.has(key.ref) ? undefined : key.identity;
     return { op, mechanism, ref: key.ref, identity, data, outLength, template };
@@ -426,7 +428,7 @@ export class TokenThread {
       const r = results[i];
       if (r?.ok) {
         this.#known?.add(job.key.ref);
-        this.onDone(job.mechanism.mechanism);
+        this.onDone(job.work.mechanism.mechanism);
         job.resolve(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength));
       } else if (r?.notAttempted) {
         job.reject(notAttempted(r.message));
