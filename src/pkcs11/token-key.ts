@@ -52,8 +52,15 @@ export interface KeyInfo {
   hmacHash?: HashName;
 }
 
-/** A key whose defining attribute read empty: unusable, unless a second read shows it. */
+/** A key whose defining attribute read empty: unusable, unless a later read shows it. */
 class IncompleteKeyError extends UnsupportedAlgorithmError {}
+
+/**
+ * SoftHSM can answer a read empty while another process writes the object's file (a key being
+ * generated): look again after these pauses before calling the key unusable. One look after 10 ms
+ * was not always enough in the multi-process test (generating while listing).
+ */
+const REREAD_PAUSES_MS = [10, 40, 100];
 
 const CLASS_OF: Record<number, KeyClass> = { [CKO.PRIVATE_KEY]: "private", [CKO.PUBLIC_KEY]: "public", [CKO.SECRET_KEY]: "secret" };
 export const CKO_OF: Record<KeyClass, number> = { private: CKO.PRIVATE_KEY, public: CKO.PUBLIC_KEY, secret: CKO.SECRET_KEY };
@@ -87,15 +94,15 @@ export class TokenKey {
 
   /** Read an object's class, type, identity, flags and public parameters. */
   static read(token: Token, session: pkcs11.Handle, handle: pkcs11.Handle): TokenKey {
-    try {
-      return TokenKey.#read(token, session, handle);
-    } catch (error) {
-      if (!(error instanceof IncompleteKeyError)) throw error;
-      // SoftHSM can answer a read empty while another process rewrites the object's file: look
-      // once more before calling the key unusable.
-      sleepSync(10);
-      return TokenKey.#read(token, session, handle);
+    for (const pause of REREAD_PAUSES_MS) {
+      try {
+        return TokenKey.#read(token, session, handle);
+      } catch (error) {
+        if (!(error instanceof IncompleteKeyError)) throw error;
+        sleepSync(pause);
+      }
     }
+    return TokenKey.#read(token, session, handle);
   }
 
   static #read(token: Token, session: pkcs11.Handle, handle: pkcs11.Handle): TokenKey {
