@@ -243,11 +243,15 @@ function unsupported(group: Group, workload: string, concurrency: number, reason
 
 // ---------------------------------------------------------------- workloads
 
-const SIGN_ALGS = ["RS256", "PS256", "ES256", "EdDSA", "HS256"] as const;
-type SignAlg = (typeof SIGN_ALGS)[number];
-const JWE_ALGS = ["RSA-OAEP", "ECDH-ES+A256KW"] as const;
-type JweAlg = (typeof JWE_ALGS)[number];
+const ALL_SIGN_ALGS = ["RS256", "PS256", "ES256", "EdDSA", "HS256"] as const;
+type SignAlg = (typeof ALL_SIGN_ALGS)[number];
+const ALL_JWE_ALGS = ["RSA-OAEP", "ECDH-ES+A256KW"] as const;
+type JweAlg = (typeof ALL_JWE_ALGS)[number];
 const jweWorkload = (alg: JweAlg) => `JWE ${alg}+A256GCM`;
+/** `--only <regex>`: the workloads whose name matches (e.g. `--only ES256`), in every group. */
+const only = arg("only") !== undefined ? new RegExp(arg("only")!) : undefined;
+const SIGN_ALGS = ALL_SIGN_ALGS.filter((alg) => !only || only.test(`JWT ${alg}`));
+const JWE_ALGS = ALL_JWE_ALGS.filter((alg) => !only || only.test(jweWorkload(alg)));
 const claims = { sub: "user-1234", iss: "https://issuer.example", aud: "api", scope: "read write" };
 const header = (alg: string) => ({ alg, typ: "JWT", kid: "bench" });
 
