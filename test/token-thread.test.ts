@@ -196,3 +196,27 @@ test("a token thread that cannot open its session: its jobs run on the ordinary 
     await counted.deleteKey("no-thread");
   });
 });
+
+test("a token thread kept busy by the token reports itself saturated, and an idle one does not", async () => {
+  await throughFaultyModule(async (slow, faulty) => {
+    const key = await slow.generateKey("ES256", { label: "busy-share" });
+    faulty.setFault({ delayFunction: "C_Sign", delayMs: 3 });
+    let seenSaturated = false;
+    let sampling = true;
+    const sample = () => {
+      if (slow.token.threadLoad() > 0 && slow.token.threads.saturated()) seenSaturated = true;
+      if (sampling) setTimeout(sample, 5);
+    };
+    sample();
+    // 3 ms per signature and 64 at a time for 300 of them: the threads never wait for work.
+    const message = new Uint8Array([1, 2, 3]);
+    const params = { name: "ECDSA", hash: "SHA-256" };
+    await Promise.all(Array.from({ length: 300 }, () => slow.crypto.subtle.sign(params, key.privateKey!, message)));
+    sampling = false;
+    faulty.clearFault();
+    assert.equal(seenSaturated, true, "the threads never reported themselves saturated under a slow token");
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.equal(slow.token.threads.saturated(), false, "idle threads reported themselves saturated");
+    await slow.deleteKey("busy-share");
+  });
+});

@@ -67,7 +67,7 @@ function placed(key: TokenKey, work: ThreadWork, call: string, body: Body<Buffer
   const cheap = !slow && inlineBudget.cheap(m);
   if (cheap) {
     const busy = token.threadLoad();
-    const beside = token.threads.ownInstances || token.threads.spreads(m);
+    const beside = token.threads.ownInstances ? token.threads.saturated() : token.threads.spreads(m);
     if (inlineBudget.available() && (busy === 0 || (busy >= THREAD_DEPTH && beside))) {
       return run(key, "either", call, work.mechanism, (lib, session, handle, inline) => {
         const output = body(lib, session, handle, inline);
