@@ -189,3 +189,29 @@ test("closing the Hsm ends its threads and unloads their copies, and nothing the
   await signAndVerify(hsm, still, 100);
   await hsm.deleteKey("still");
 });
+
+test("a thread with its own instance is replaced after 20,000 throwaway objects (SoftHSM keeps destroyed session objects until C_Finalize); every result stays right", async () => {
+  const key = await hsm.generateKey("ECDH-ES+A256KW", { label: "recycle-ecdh" });
+  const ownPublic = await webcrypto.subtle.importKey("jwk", key.exportPublic(), { name: "ECDH", namedCurve: "P-256" }, false, []);
+  const peer = (await webcrypto.subtle.generateKey({ name: "ECDH", namedCurve: "P-256" }, false, ["deriveBits"])) as CryptoKeyPair;
+  const expected = Buffer.from(await webcrypto.subtle.deriveBits({ name: "ECDH", public: ownPublic }, peer.privateKey, 256));
+  const before = hsm.token.threads.recycled;
+  const sessionObjects = (await hsm.stats()).objects.session; // the session keys of an earlier test
+  let done = 0;
+  let wrong = 0;
+  // The derivations spread over the threads: run until one of them passed the mark (at most 100,000).
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (hsm.token.threads.recycled === before && done < 100_000) {
+      done++;
+      const secret = await hsm.crypto.subtle.deriveBits({ name: "ECDH", public: peer.publicKey }, key.privateKey!, 256);
+      if (!expected.equals(Buffer.from(secret))) wrong++;
+    }
+  }));
+  assert.equal(wrong, 0, "a derived secret differs from node:crypto's");
+  assert.ok(hsm.token.threads.recycled > before, "no token thread was replaced");
+  // The replacement serves: more derivations, still right.
+  const again = await Promise.all(Array.from({ length: 200 }, () => hsm.crypto.subtle.deriveBits({ name: "ECDH", public: peer.publicKey }, key.privateKey!, 256)));
+  for (const secret of again) assert.deepEqual(Buffer.from(secret), expected);
+  assert.deepEqual(await leftovers(hsm), { sessionObjects, busySessions: 0 });
+  await hsm.deleteKey("recycle-ecdh");
+});
