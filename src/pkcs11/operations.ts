@@ -51,15 +51,18 @@ const placementOf = (slow: boolean): Placement => (slow ? "thread" : "either");
  * Run an operation on one key where it costs least. Slow and middling ones (RSA; a network HSM's
  * round trip) run whole on the token threads. Cheap ones run inline while this turn's budget
  * lasts and the threads are idle, else on the threads, in batches; when the threads are swamped
- * the main thread runs them too, if that runs beside the threads rather than against them: when
- * the threads have module instances of their own (the main thread's is another), or when the
- * mechanism spreads over threads at all (see spread-choice.ts). The main thread being one signer
- * then, cheap work takes one thread fewer (see TokenThreads.pick). `body` is the same work on a
- * pooled session, for the other paths.
+ * the main thread runs them too, where that helps. With module instances of their own (the main
+ * thread's is another one): when the threads are the bottleneck (TokenThreads.saturated), and
+ * cheap work then keeps to one thread fewer than the cores (TokenThreads.pick). With one shared
+ * instance: when the mechanism spreads over threads at all (spread-choice.ts), since otherwise the
+ * main thread would queue on the same lock inside the token. `body` is the same work on a pooled
+ * session, for the other paths.
  *
  * Measured with jose at 64 callers on SoftHSM (own instances, 2 cores), ES256 against the raw loop:
  * the main thread signing beside one thread 1.02-1.08x; beside two threads (three signers on two
- * cores) 0.86-0.93x; not signing, one thread 0.80-0.89x.
+ * cores) 0.86-0.93x; not signing, one thread 0.80-0.89x. HS256, where jose's work is the
+ * bottleneck, went from 42k/s to 44-51k/s when the main thread stopped signing beside an
+ * unsaturated thread.
  */
 function placed(key: TokenKey, work: ThreadWork, call: string, body: Body<Buffer>, slow: boolean): Promise<Buffer> {
   const token = key.token;

@@ -11,12 +11,14 @@
  * from its database there (32 ms), and a network HSM's Init is a round trip. On a token thread
  * neither blocks the event loop.
  *
- * Invariants: at most two batches are in flight per thread, so the worker starts the next while the
- * main thread handles the last one's results, and the rest collect meanwhile. The worker shares
- * the process's PKCS#11 library and login, never initialises or finalizes it, opens a fresh session
- * after any failure (an operation may still be active on the old one), and closes its session
- * before it ends. A job that failed in the token is rejected with the token's error; a job the
- * thread never got to (it was closed, died or stalled) is rejected with `notAttempted` set, and the
+ * Invariants: at most MAX_IN_FLIGHT batches are in flight per thread, so the worker starts the
+ * next while the main thread handles the last one's results, and the rest collect meanwhile. A
+ * shared worker uses the process's PKCS#11 instance and login and never initialises or finalizes
+ * it; an own worker (module-copy.ts) initialises, logs in to and finalizes its own instance and
+ * knows keys only by identity. Either opens a fresh session after any failure (an operation may
+ * still be active on the old one), and closes its sessions before it ends. A job that failed in
+ * the token is rejected with the token's error; a job the thread never got to (it was closed, died
+ * or stalled, or an own worker could not find the key) is rejected with `notAttempted` set, and the
  * caller runs it on the ordinary path. A batch unanswered after the time limit is rejected with
  * ERR_HSM_TIMEOUT, and its thread retired: PKCS#11 cannot cancel the call, so the thread ends when
  * the token answers.
