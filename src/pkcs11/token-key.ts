@@ -167,14 +167,14 @@ export class TokenKey {
     return this.#generation === this.token.generation ? this.#handle : undefined;
   }
 
-  #ref: string | undefined;
-  #identity: Template | undefined;
+  #threadKey: ThreadKey | undefined;
 
   /** This key for a token thread, given its current handle (see token-thread.ts). */
   threadKey(handle: pkcs11.Handle): ThreadKey {
-    this.#ref ??= `k${++refs}`;
-    this.#identity ??= identityTemplate(this.info);
-    return { handle, ref: this.#ref, identity: this.#identity };
+    const known = this.#threadKey;
+    if (known?.handle === handle) return known;
+    this.#threadKey = { handle, ref: known?.ref ?? `k${++refs}`, identity: known?.identity ?? identityTemplate(this.info) };
+    return this.#threadKey;
   }
 
   /** The object handle valid in this token generation (looked up again after a recovery). */
