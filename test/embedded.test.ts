@@ -133,9 +133,22 @@ test("a second label in the same home gets its own token, with the home's PIN; t
   }
 });
 
-test("a token store whose PIN files were deleted is an error naming them, and no new PIN or token is made", () => {
-  const dir = mkdtempSync(join(tmpdir(), "hsmkey-nopin-"));
+/**
+ * Run `fn` with a home of its own, then remove it and point SoftHSM back at the suite's home
+ * (ensureEmbeddedToken sets SOFTHSM2_CONF to the home it opens).
+ */
+function inScratchHome(prefix: string, fn: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   try {
+    fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    process.env.SOFTHSM2_CONF = join(home, "softhsm2.conf");
+  }
+}
+
+test("a token store whose PIN files were deleted is an error naming them, and no new PIN or token is made", () => {
+  inScratchHome("hsmkey-nopin-", (dir) => {
     ensureEmbeddedToken({ home: dir });
     rmSync(join(dir, "user.pin"));
     assert.throws(
@@ -145,16 +158,12 @@ test("a token store whose PIN files were deleted is an error naming them, and no
     assert.equal(existsSync(join(dir, "user.pin")), false);
     assert.equal(readdirSync(join(dir, "tokens")).length, 1);
     assert.deepEqual(loadedModules(), []);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    process.env.SOFTHSM2_CONF = join(home, "softhsm2.conf");
-  }
+  });
 });
 
 test("a token store on disk that SoftHSM does not list is an error, not a reason to create a token", () => {
   // A token directory SoftHSM cannot read stands for one it misread while another process wrote it.
-  const dir = mkdtempSync(join(tmpdir(), "hsmkey-misread-"));
-  try {
+  inScratchHome("hsmkey-misread-", (dir) => {
     const made = ensureEmbeddedToken({ home: dir });
     mkdirSync(join(dir, "tokens", "unreadable"));
     assert.throws(
@@ -164,15 +173,11 @@ test("a token store on disk that SoftHSM does not list is an error, not a reason
     assert.equal(readFileSync(join(dir, "user.pin"), "utf8").trim(), made.pin);
     assert.deepEqual(readdirSync(join(dir, "tokens")).length, 2);
     assert.deepEqual(loadedModules(), []);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    process.env.SOFTHSM2_CONF = join(home, "softhsm2.conf");
-  }
+  });
 });
 
 test("a missing SoftHSM module gives a ModuleLoadError that says what to install", () => {
-  const dir = mkdtempSync(join(tmpdir(), "hsmkey-nomodule-"));
-  try {
+  inScratchHome("hsmkey-nomodule-", (dir) => {
     assert.throws(
       () => ensureEmbeddedToken({ home: dir, module: join(dir, "missing-libsofthsm2.so") }),
       (error: unknown) =>
@@ -182,9 +187,7 @@ test("a missing SoftHSM module gives a ModuleLoadError that says what to install
         /brew install softhsm/.test(error.message) &&
         /HSMKEY_MODULE/.test(error.message),
     );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("labels longer than 32 bytes are rejected", () => {
