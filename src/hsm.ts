@@ -73,6 +73,7 @@ export class Hsm implements AsyncDisposable {
       ...(resolved.pin !== undefined ? { pin: resolved.pin } : {}),
       pool: resolved.pool,
       threadModule: resolved.threadModule,
+      threadNice: resolved.threadNice,
     });
     return new Hsm(token, resolved.embedded !== undefined);
   }

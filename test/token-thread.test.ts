@@ -9,11 +9,11 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { constants, createPublicKey, publicEncrypt, verify as nodeVerify, type JsonWebKey as NodeJwk } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freshHsm, leftovers } from "./helpers/token.js";
 import { CKR, faultyModule, type FaultyModule } from "./helpers/fault.js";
-import { openHsm, type Hsm } from "../src/index.js";
+import { InvalidInputError, openHsm, type Hsm } from "../src/index.js";
 
 const fixture = await freshHsm();
 const { hsm } = fixture;
@@ -219,4 +219,68 @@ test("a token thread kept busy by the token reports itself saturated, and an idl
     assert.equal(slow.token.threads.saturated(), false, "idle threads reported themselves saturated");
     await slow.deleteKey("busy-share");
   });
+});
+
+/** The nice value of every thread of this process, by thread id (Linux: field 19 of /proc/self/task/<tid>/stat). */
+function niceByThread(): Map<number, number> {
+  const nices = new Map<number, number>();
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+      nices.set(Number(tid), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return nices;
+}
+
+test(
+  "token threads run at a lower CPU priority than the event loop: threadNice (default 5) above the process's, level with threadNice 0",
+  { skip: process.platform !== "linux" && "a nice value belongs to a thread only on Linux" },
+  async () => {
+    const base = niceByThread().get(process.pid)!;
+    const lowered = () => [...niceByThread()].filter(([, nice]) => nice === Math.min(19, base + 5)).map(([tid]) => tid);
+    const key = await hsm.generateKey("RS256", { label: "nice-RS256" });
+    const message = new Uint8Array([1, 2, 3]);
+    const sign = (h: Hsm, k: CryptoKey) => Promise.all(Array.from({ length: 100 }, () => h.crypto.subtle.sign("RSASSA-PKCS1-v1_5", k, message)));
+    await sign(hsm, key.privateKey!);
+    const serving = hsm.token.threadStats().serving;
+    assert.ok(serving > 0, "no token thread was used");
+    const ours = lowered();
+    assert.equal(ours.length, serving, `${ours.length} threads at nice ${base + 5}, ${serving} token threads`);
+    assert.equal(niceByThread().get(process.pid), base, "the event loop's own priority changed");
+
+    const before = new Set(niceByThread().keys());
+    const level = await openHsm({ home: fixture.home, threadNice: 0 });
+    try {
+      const same = await level.getKey("nice-RS256");
+      await sign(level, same.privateKey!);
+      assert.ok(level.token.threadStats().serving > 0, "no token thread was used with threadNice 0");
+      const started = [...niceByThread()].filter(([tid]) => !before.has(tid));
+      assert.ok(started.length >= level.token.threadStats().serving);
+      assert.deepEqual(started.filter(([, nice]) => nice !== base), [], "a thread started with threadNice 0 runs at another priority");
+    } finally {
+      await level.close();
+    }
+    await hsm.deleteKey("nice-RS256");
+  },
+);
+
+test("a threadNice outside 0-19 is an InvalidInputError naming the option and the value, and opens nothing", async () => {
+  for (const threadNice of [-1, 20, 2.5, Number.NaN]) {
+    await assert.rejects(openHsm({ home: fixture.home, threadNice }), (error: unknown) => {
+      assert.ok(error instanceof InvalidInputError);
+      assert.equal(error.code, "ERR_HSM_INVALID_INPUT");
+      assert.equal(error.message, `Option \`threadNice\` must be an integer from 0 to 19, got '${threadNice}'`);
+      return true;
+    });
+  }
+  process.env.HSMKEY_THREAD_NICE = "-3";
+  try {
+    await assert.rejects(openHsm({ home: fixture.home }), { name: "InvalidInputError", message: "HSMKEY_THREAD_NICE must be an integer from 0 to 19, got '-3'" });
+  } finally {
+    delete process.env.HSMKEY_THREAD_NICE;
+  }
+  assert.deepEqual(await leftovers(hsm), { sessionObjects: 0, busySessions: 0 });
 });

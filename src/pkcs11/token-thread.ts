@@ -68,6 +68,12 @@ export interface ThreadSetup {
   loggedIn: boolean;
   timeoutMs: number;
   describe: string;
+  /**
+   * How much lower than its creator's the thread's CPU priority (nice value) is. On Linux a nice
+   * value belongs to a thread, so the event loop keeps its own; elsewhere it would belong to the
+   * whole process, and it is left alone.
+   */
+  nice: number;
   /** Set: the thread loads its own instance of the library (a copy: module-copy.ts). */
   own?: { serial: string; libraryParameters: string | undefined; pin: () => string | undefined };
 }
@@ -110,6 +116,10 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { PKCS11 } = require(workerData.pkcs11js);
 const own = workerData.own;
+if (workerData.nice > 0 && process.platform === "linux") {
+  const os = require("node:os");
+  try { os.setPriority(0, Math.min(19, os.getPriority(0) + workerData.nice)); } catch {}
+}
 const lib = new PKCS11();
 let loadError;
 try { lib.load(workerData.library); } catch (e) { if (!own) throw e; loadError = e; }
@@ -325,7 +335,7 @@ export class TokenThread {
     try {
       this.#worker = new Worker(WORKER_SOURCE, {
         eval: true,
-        workerData: { pkcs11js, library: copy?.file ?? setup.library, slot: new Uint8Array(setup.slot), loggedIn: setup.loggedIn, own },
+        workerData: { pkcs11js, library: copy?.file ?? setup.library, slot: new Uint8Array(setup.slot), loggedIn: setup.loggedIn, nice: setup.nice, own },
       });
     } catch (error) {
       if (copy) removeCopy(copy);

@@ -39,6 +39,8 @@ export interface TokenOpenOptions {
   pool?: PoolOptions;
   /** How token threads reach the module (default "auto"): see module-copy.ts. */
   threadModule?: ThreadModule;
+  /** How much lower token threads' CPU priority is (default 0; Linux only): see ThreadSetup. */
+  threadNice?: number;
 }
 
 const pins = new WeakMap<Token, string>();
@@ -64,6 +66,7 @@ export class Token {
   readonly #loginShare: LoginShare;
   /** Whether token threads load their own copies of the module. */
   readonly #copiesModule: boolean;
+  readonly #threadNice: number;
 
   private constructor(module: LoadedModule, selector: TokenSelector, options: TokenOpenOptions) {
     this.module = module;
@@ -79,6 +82,7 @@ export class Token {
     this.pool = new SessionPool(module.lib, this.slot, this.describe(), options.pool);
     this.#loginShare = new LoginShare(module.path, this.slotId, this.describe());
     this.#copiesModule = copiesModule(options.threadModule ?? "auto", module.lib);
+    this.#threadNice = options.threadNice ?? 0;
   }
 
   /**
@@ -272,6 +276,7 @@ export class Token {
       loggedIn: this.loginRequired,
       timeoutMs: this.pool.operationTimeoutMs,
       describe: this.describe(),
+      nice: this.#threadNice,
       ...(this.#copiesModule ? { own: { serial: this.serial, libraryParameters: this.module.libraryParameters, pin: () => pins.get(this) } } : {}),
     });
     return this.#threads;
