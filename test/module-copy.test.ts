@@ -70,7 +70,7 @@ test("session keys (made by hsm.crypto.subtle, invisible to another instance) ar
   assert.equal(hsm.token.threads.ownInstances, true);
 });
 
-test("a key whose identity (class, id, label) matches two objects is never signed for by the other one", async () => {
+test("a key whose identity (class, id, label) matches two objects is never signed for by the other one, and its threads are not asked again", async () => {
   const key = await hsm.generateKey("ES256", { label: "twin" });
   const id = Buffer.from(key.objects.privateKey!.info.id!);
   // A second key pair with the same label and CKA_ID, made behind hsmkey's back.
@@ -88,6 +88,11 @@ test("a key whose identity (class, id, label) matches two objects is never signe
   try {
     // Every signature must verify with the first key's public key.
     await signAndVerify(hsm, key, 1000);
+    // The threads' verdict is kept: later operations with the key do not ask a thread again.
+    const threadKey = key.objects.privateKey!.threadKey(key.objects.privateKey!.cachedHandle()!);
+    assert.equal(threadKey.ambiguous, true, "the key was not marked ambiguous");
+    assert.equal(hsm.token.threads.serves(threadKey, true), false);
+    await signAndVerify(hsm, key, 200);
   } finally {
     lib.C_DestroyObject(session, twin.privateKey);
     lib.C_DestroyObject(session, twin.publicKey);

@@ -90,10 +90,11 @@ function placed(key: TokenKey, work: ThreadWork, call: string, body: Body<Buffer
 function onThread(key: TokenKey, work: ThreadWork, call: string, body: Body<Buffer>, slow: boolean, cheap: boolean): Promise<Buffer> {
   const token = key.token;
   const { mechanism } = work;
-  const handle = token.threads.usable && token.threads.serves(key.info.flags.persistent) ? key.cachedHandle() : undefined;
+  const handle = token.threads.usable ? key.cachedHandle() : undefined;
+  const threadKey = handle === undefined ? undefined : key.threadKey(handle);
   const ordinary = () => run(key, placementOf(slow), call, mechanism, body, mechanism.mechanism);
-  if (!handle) return ordinary();
-  const first = () => token.threads.pick(mechanism.mechanism, cheap).run(work, key.threadKey(handle));
+  if (!threadKey || !token.threads.serves(threadKey, key.info.flags.persistent)) return ordinary();
+  const first = () => token.threads.pick(mechanism.mechanism, cheap).run(work, threadKey);
   const again = () => token.pool.use((session) => body(token.lib, session, key.handle(session), false));
   return token.retryOnce(first, again).catch((error: unknown) => {
     if ((error as { notAttempted?: boolean }).notAttempted && !token.closed) return ordinary();

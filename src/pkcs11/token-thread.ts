@@ -52,6 +52,11 @@ export interface ThreadKey {
   ref: string;
   /** Finds exactly this object (class, id, label). */
   identity: pkcs11.Template;
+  /**
+   * Set when an own instance found several objects of this identity: the key then takes the
+   * ordinary path without asking a thread again (a new handle, after a recovery, asks again).
+   */
+  ambiguous?: true;
 }
 
 interface Job {
@@ -102,7 +107,7 @@ const CARRIER_OPS: ReadonlySet<ThreadOp> = new Set(["derive", "wrap", "unwrap"])
  */
 const RECYCLE_AFTER = 20_000;
 
-type Result = { ok: true; value: Uint8Array } | { ok: false; message: string; notAttempted?: boolean };
+type Result = { ok: true; value: Uint8Array } | { ok: false; message: string; notAttempted?: boolean; ambiguous?: true };
 /** A batch's results, followed by the ms the worker spent on it. */
 type Message = (Result | number)[] | "unshared" | { failed: string };
 
@@ -206,7 +211,7 @@ const out = (job) => Buffer.alloc(Math.max(job.outLength, 1));
 const HANDLE_INVALID = ["CKR_OBJECT_HANDLE_INVALID", "CKR_KEY_HANDLE_INVALID", "CKR_WRAPPING_KEY_HANDLE_INVALID", "CKR_UNWRAPPING_KEY_HANDLE_INVALID"];
 // Own instance: the handle of each key, found once by its identity (exactly one object must match).
 const handles = new Map();
-const notAttempted = (message) => Object.assign(new Error(message), { notAttempted: true });
+const notAttempted = (message, more) => Object.assign(new Error(message), { notAttempted: true }, more);
 function keyOf(job) {
   if (!own) return Buffer.from(job.key);
   const known = handles.get(job.ref);
@@ -215,7 +220,7 @@ function keyOf(job) {
   lib.C_FindObjectsInit(session, templateOf(job.identity));
   let found;
   try { found = lib.C_FindObjects(session, 2); } finally { lib.C_FindObjectsFinal(session); }
-  if (found.length !== 1) throw notAttempted(found.length + " objects match the key's identity in the token thread's module instance");
+  if (found.length !== 1) throw notAttempted(found.length + " objects match the key's identity in the token thread's module instance", found.length > 1 ? { ambiguous: true } : {});
   handles.set(job.ref, found[0]);
   return found[0];
 }
@@ -285,7 +290,7 @@ parentPort.on("message", (message) => {
     try {
       return { ok: true, value: RUN[job.op](job, keyOf(job)) };
     } catch (e) {
-      if (e.notAttempted) return { ok: false, message: e.message, notAttempted: true };
+      if (e.notAttempted) return { ok: false, message: e.message, notAttempted: true, ambiguous: e.ambiguous };
       freshSession();
       // Own instance: a handle it no longer knows (the key was deleted, or the instance lost its
       // login) is looked up again next time; the job goes to the ordinary path, which reports it.
@@ -486,6 +491,7 @@ export class TokenThread {
         this.onDone(job.work.mechanism.mechanism);
         job.resolve(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength));
       } else if (r?.notAttempted) {
+        if (r.ambiguous) job.key.ambiguous = true;
         job.reject(notAttempted(r.message));
       } else {
         job.reject(new Error(r?.message ?? "no result"));
@@ -587,10 +593,11 @@ export class TokenThreads {
 
   /**
    * Whether the threads can run operations with this key: an own instance cannot see the process's
-   * session objects (they belong to the instance that made them), only objects on the token.
+   * session objects (they belong to the instance that made them), only objects on the token, and
+   * only those its identity names alone.
    */
-  serves(persistent: boolean): boolean {
-    return persistent || !this.ownInstances;
+  serves(key: ThreadKey, persistent: boolean): boolean {
+    return !this.ownInstances || (persistent && !key.ambiguous);
   }
 
   #shareInstance(reason: string): void {
