@@ -6,7 +6,8 @@
  *   options: --out DIR  --module PATH --token LABEL --pin-file FILE --library-parameters STR
  *            --max-sessions N  --duration MS  --soak N
  *
- * Rows (every one: ops/s, p50/p99 latency, event-loop delay max/p99, ratio to the raw reference):
+ * Rows (every one: ops/s, p50/p99 latency, event-loop delay max/p99 and max net of the machine's
+ *       pauses, the longest machine pause, ratio to the raw reference):
  *   hsmkey      jose through the global shim: JWT signing RS256 PS256 ES256 EdDSA HS256 and JWE
  *               decryption RSA-OAEP+A256GCM, ECDH-ES+A256KW, at concurrency 1, 8, 64
  *   raw-sync    pkcs11js C_SignInit+C_Sign (C_Decrypt, C_DeriveKey) in a synchronous loop on one
@@ -24,7 +25,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { performance } from "node:perf_hooks";
 import { constants as cryptoConstants, createHash, createPublicKey, publicEncrypt, randomBytes, webcrypto } from "node:crypto";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
@@ -38,6 +39,8 @@ import { installShim } from "../src/shim/install.js";
 import type { PoolStats } from "../src/pkcs11/pool.js";
 import type { ThreadStats } from "../src/pkcs11/token-thread.js";
 import { CKA, CKD_NULL, CKK, CKM, CKO, PARAMS } from "../src/pkcs11/constants.js";
+import { LoopDelay, type LoopFigures } from "./loop-delay.js";
+import { LATE_MS, MachinePauses } from "./machine-pauses.js";
 
 type Group = "hsmkey" | "raw-sync" | "raw-async" | "raw-threads" | "nwp11" | "native" | "soak";
 
@@ -55,6 +58,10 @@ export interface Row {
   p99Ms: number;
   loopDelayMaxMs: number;
   loopDelayP99Ms: number;
+  /** The longest event-loop delay less the machine's pauses during it (loop-delay.ts). */
+  loopDelayNetMaxMs: number;
+  /** The longest pause of the whole machine during the row, seen by a separate process (machine-pauses.ts). */
+  machinePauseMaxMs: number | null;
   /** ops/s divided by the raw synchronous single-session reference of the same workload. */
   ratioToRawSync: number | null;
   unsupported?: string;
@@ -107,8 +114,7 @@ interface Sample {
   firstError?: string;
   seconds: number;
   latencies: Float64Array;
-  loopMax: number;
-  loopP99: number;
+  loop: LoopFigures;
 }
 
 class Latencies {
@@ -139,13 +145,11 @@ async function measureAsync(concurrency: number, ms: number, op: (worker: number
   let errors = 0;
   let firstError: string | undefined;
   let started = 0;
-  const histogram = monitorEventLoopDelay({ resolution: 1 });
-  histogram.enable();
-  await new Promise((r) => setTimeout(r, 5)); // let the histogram's timer start
+  const loop = await LoopDelay.start(machine);
   const t0 = performance.now();
   const end = t0 + ms;
   const more = () => (count !== undefined ? started < count : performance.now() < end);
-  const loop = async (_: unknown, worker: number) => {
+  const caller = async (_: unknown, worker: number) => {
     while (more()) {
       started++;
       const s = performance.now();
@@ -159,15 +163,10 @@ async function measureAsync(concurrency: number, ms: number, op: (worker: number
       latencies.push(performance.now() - s);
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, loop));
+  await Promise.all(Array.from({ length: concurrency }, caller));
   const seconds = (performance.now() - t0) / 1000;
-  // If the operations never yielded to the event loop (synchronous work chained by microtasks),
-  // the histogram's timer fires only now, late by the whole row: that delay must be recorded.
-  await new Promise((r) => setTimeout(r, 5));
-  histogram.disable();
   return {
-    ops, errors, seconds, latencies: latencies.sorted(),
-    loopMax: histogram.max / 1e6, loopP99: histogram.percentile(99) / 1e6,
+    ops, errors, seconds, latencies: latencies.sorted(), loop: await loop.stop(),
     ...(firstError ? { firstError } : {}),
   };
 }
@@ -178,9 +177,7 @@ async function measureSync(ms: number, op: () => void): Promise<Sample> {
   let ops = 0;
   let errors = 0;
   let firstError: string | undefined;
-  const histogram = monitorEventLoopDelay({ resolution: 1 });
-  histogram.enable();
-  await new Promise((r) => setTimeout(r, 5)); // let the histogram's timer start
+  const loop = await LoopDelay.start(machine);
   const t0 = performance.now();
   const end = t0 + ms;
   while (performance.now() < end) {
@@ -195,11 +192,8 @@ async function measureSync(ms: number, op: () => void): Promise<Sample> {
     latencies.push(performance.now() - s);
   }
   const seconds = (performance.now() - t0) / 1000;
-  await new Promise((r) => setTimeout(r, 5)); // the timer fires late: the delay is recorded
-  histogram.disable();
   return {
-    ops, errors, seconds, latencies: latencies.sorted(),
-    loopMax: histogram.max / 1e6, loopP99: histogram.percentile(99) / 1e6,
+    ops, errors, seconds, latencies: latencies.sorted(), loop: await loop.stop(),
     ...(firstError ? { firstError } : {}),
   };
 }
@@ -219,8 +213,10 @@ function record(group: Group, workload: string, concurrency: number, s: Sample, 
     opsPerSec: round(opsPerSec, 1),
     p50Ms: round(percentile(s.latencies, 50), 4),
     p99Ms: round(percentile(s.latencies, 99), 4),
-    loopDelayMaxMs: round(s.loopMax, 2),
-    loopDelayP99Ms: round(s.loopP99, 2),
+    loopDelayMaxMs: round(s.loop.max, 2),
+    loopDelayP99Ms: round(s.loop.p99, 2),
+    loopDelayNetMaxMs: round(s.loop.netMax, 2),
+    machinePauseMaxMs: s.loop.machineMax === undefined ? null : round(s.loop.machineMax, 2),
     ratioToRawSync: ref ? round(opsPerSec / ref, 3) : null,
     ...extra,
   };
@@ -228,7 +224,7 @@ function record(group: Group, workload: string, concurrency: number, s: Sample, 
   const err = row.errors ? `  errors ${row.errors} (${row.firstError})` : "";
   console.log(
     `${group.padEnd(9)} ${workload.padEnd(22)} c=${String(concurrency).padStart(2)}  ${row.opsPerSec.toFixed(0).padStart(8)} ops/s  ` +
-      `p50 ${row.p50Ms.toFixed(3)} ms  p99 ${row.p99Ms.toFixed(3)} ms  loop max ${row.loopDelayMaxMs} ms  x${row.ratioToRawSync ?? "-"}${err}`,
+      `p50 ${row.p50Ms.toFixed(3)} ms  p99 ${row.p99Ms.toFixed(3)} ms  loop max ${row.loopDelayMaxMs} ms (net ${row.loopDelayNetMaxMs}, machine ${row.machinePauseMaxMs ?? "-"})  x${row.ratioToRawSync ?? "-"}${err}`,
   );
   return row;
 }
@@ -236,7 +232,7 @@ function record(group: Group, workload: string, concurrency: number, s: Sample, 
 function unsupported(group: Group, workload: string, concurrency: number, reason: string): void {
   rows.push({
     group, workload, concurrency, ops: 0, errors: 0, seconds: 0, opsPerSec: 0, p50Ms: 0, p99Ms: 0,
-    loopDelayMaxMs: 0, loopDelayP99Ms: 0, ratioToRawSync: null, unsupported: reason,
+    loopDelayMaxMs: 0, loopDelayP99Ms: 0, loopDelayNetMaxMs: 0, machinePauseMaxMs: null, ratioToRawSync: null, unsupported: reason,
   });
   console.log(`${group.padEnd(9)} ${workload.padEnd(22)} c=${String(concurrency).padStart(2)}  unsupported: ${reason}`);
 }
@@ -302,8 +298,16 @@ interface Keys {
 
 // ---------------------------------------------------------------- main
 
+/** The machine-pause probe (machine-pauses.ts); without it, net figures are the plain ones. */
+let machine: MachinePauses | undefined;
+
 async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
+  machine = await MachinePauses.start().catch((error: unknown) => {
+    console.log(`no machine-pause probe (${errorText(error)}): event-loop delays are not given net of the machine's pauses`);
+    return undefined;
+  });
+  if (machine && machine.nice >= 0) console.log(`the machine-pause probe runs at nice ${machine.nice}: CPU contention from this benchmark may delay it, and count as a machine pause`);
   const hsm = await openHsm(hsmOptions);
   installShim();
   console.log(`token '${hsm.info.label}' (${hsm.info.manufacturer} ${hsm.info.model}) via ${hsm.info.module}; ${cores} cores; ${quick ? "quick" : "full"} run, ${rowMs} ms per row`);
@@ -339,6 +343,7 @@ async function main(): Promise<void> {
   } finally {
     for (const key of created) await hsm.deleteKey({ label: key.label! }).catch(() => undefined);
     await hsm.close();
+    machine?.stop();
   }
 
   const result = {
@@ -482,8 +487,7 @@ async function rawThreadRows(hsm: Hsm, keys: Keys): Promise<void> {
       if (!key) continue;
       const { mechanism, input, outLength } = rawSignature(hsm, alg);
       const handle = (key.objects.privateKey ?? key.objects.secretKey)!.handle(session);
-      const histogram = monitorEventLoopDelay({ resolution: 1 });
-      histogram.enable();
+      const loop = await LoopDelay.start(machine);
       type Part = { ops: number; errors: number; firstError?: string; seconds: number; latencies: number[] };
       const parts = await Promise.all(
         Array.from({ length: cores }, () => new Promise<Part>((resolvePart, reject) => {
@@ -495,7 +499,7 @@ async function rawThreadRows(hsm: Hsm, keys: Keys): Promise<void> {
           worker.once("error", reject);
         })),
       );
-      histogram.disable();
+      const figures = await loop.stop();
       const latencies = Float64Array.from(parts.flatMap((p) => p.latencies)).sort();
       const firstError = parts.find((p) => p.firstError)?.firstError;
       record("raw-threads", `JWT ${alg}`, cores, {
@@ -504,8 +508,7 @@ async function rawThreadRows(hsm: Hsm, keys: Keys): Promise<void> {
         ...(firstError ? { firstError } : {}),
         seconds: Math.max(...parts.map((p) => p.seconds)),
         latencies,
-        loopMax: histogram.max / 1e6,
-        loopP99: histogram.percentile(99) / 1e6,
+        loop: figures,
       });
     }
   } finally {
@@ -682,17 +685,18 @@ function markdown(result: { startedAt: string; quick: boolean; rowMs: number; ma
     `${result.startedAt}; ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB, Node ${m.node}, ${m.platform}.`,
     `Token '${result.token.label}' (${result.token.manufacturer} ${result.token.model}, ${result.token.module}). ${result.rowMs} ms per row.`,
     "Reproduce: `npm run bench` (`-- --quick` for a smoke pass). Ratio: ops/s over the raw synchronous single-session PKCS#11 loop of the same workload.",
+    `Loop max net: the longest event-loop delay less the pauses of the whole machine during it; machine pause: the longest time a separate process, asleep between 1 ms timers, could not run (bench/machine-pauses.ts; ${LATE_MS} ms late or more).`,
     "",
-    "| group | workload | conc. | ops/s | p50 ms | p99 ms | loop max ms | loop p99 ms | x raw sync | errors |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    "| group | workload | conc. | ops/s | p50 ms | p99 ms | loop max ms | loop p99 ms | loop max net ms | machine pause ms | x raw sync | errors |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of result.rows) {
     if (r.unsupported) {
-      lines.push(`| ${r.group} | ${r.workload} | ${r.concurrency} | — | | | | | | unsupported: ${r.unsupported.replace(/\|/g, "/")} |`);
+      lines.push(`| ${r.group} | ${r.workload} | ${r.concurrency} | — | | | | | | | | unsupported: ${r.unsupported.replace(/\|/g, "/")} |`);
       continue;
     }
     lines.push(
-      `| ${r.group} | ${r.workload} | ${r.concurrency} | ${r.opsPerSec.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.loopDelayMaxMs} | ${r.loopDelayP99Ms} | ${r.ratioToRawSync ?? "—"} | ${r.errors}${r.firstError ? ` (${r.firstError.replace(/\|/g, "/")})` : ""} |`,
+      `| ${r.group} | ${r.workload} | ${r.concurrency} | ${r.opsPerSec.toFixed(0)} | ${r.p50Ms.toFixed(3)} | ${r.p99Ms.toFixed(3)} | ${r.loopDelayMaxMs} | ${r.loopDelayP99Ms} | ${r.loopDelayNetMaxMs} | ${r.machinePauseMaxMs ?? "—"} | ${r.ratioToRawSync ?? "—"} | ${r.errors}${r.firstError ? ` (${r.firstError.replace(/\|/g, "/")})` : ""} |`,
     );
   }
   const soakRow = result.rows.find((r) => r.soak);

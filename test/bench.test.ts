@@ -10,6 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Row } from "../bench/run.js"; // type only: importing it does not run the bench
+import { LoopDelay } from "../bench/loop-delay.js";
+import { covered, MachinePauses } from "../bench/machine-pauses.js";
 
 const SIGN = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
 const JWE = ["JWE RSA-OAEP+A256GCM", "JWE ECDH-ES+A256KW+A256GCM"];
@@ -55,6 +57,8 @@ test("npm run bench -- --quick writes every row, with work done and no error on 
       assert.ok(r.ops > 0 && r.opsPerSec > 0, `${name}: no operation completed`);
       assert.ok(r.p50Ms > 0 && r.p99Ms >= r.p50Ms, `${name}: latency percentiles`);
       assert.ok(r.loopDelayMaxMs >= 0 && r.loopDelayP99Ms >= 0);
+      assert.ok(r.loopDelayNetMaxMs >= 0, `${name}: net loop delay`);
+      assert.equal(typeof r.machinePauseMaxMs, "number", `${name}: the machine-pause probe did not report`);
       if (r.group !== "nwp11") assert.equal(r.errors, 0, `${name}: ${r.firstError}`);
       if (r.group === "raw-sync") assert.equal(r.ratioToRawSync, 1);
       else assert.ok(typeof r.ratioToRawSync === "number" && r.ratioToRawSync > 0, `${name}: ratio`);
@@ -77,5 +81,44 @@ test("npm run bench -- --quick writes every row, with work done and no error on 
     assert.equal(md.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| group")).length, rows.length);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("covered(): the part of a span the pauses cover, overlapping pauses counted once", () => {
+  assert.equal(covered(0, 100, []), 0);
+  assert.equal(covered(0, 100, [{ from: 10, to: 30 }]), 20);
+  assert.equal(covered(0, 100, [{ from: -50, to: 10 }, { from: 90, to: 200 }]), 20);
+  assert.equal(covered(0, 100, [{ from: 20, to: 60 }, { from: 10, to: 30 }, { from: 50, to: 70 }]), 60);
+  assert.equal(covered(0, 100, [{ from: 10, to: 90 }, { from: 20, to: 30 }]), 80);
+  assert.equal(covered(0, 100, [{ from: 100, to: 120 }]), 0);
+});
+
+/** Block this thread (the event loop) for `ms`. */
+function block(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+}
+
+test("the event-loop delay net of machine pauses: a block while the probe is also stopped is the machine's, one while it runs is ours", async () => {
+  const machine = await MachinePauses.start();
+  try {
+    // The probe stopped for the whole block: as when the host pauses the whole machine.
+    let loop = await LoopDelay.start(machine);
+    process.kill(machine.pid, "SIGSTOP");
+    block(120);
+    process.kill(machine.pid, "SIGCONT");
+    const paused = await loop.stop();
+    assert.ok(paused.max >= 110, `histogram max ${paused.max}`);
+    assert.ok(paused.machineMax! >= 110, `machine pause ${paused.machineMax}`);
+    assert.ok(paused.netMax < 40, `net ${paused.netMax} ms: the machine's pause was counted as ours`);
+
+    // The probe running: the block is this process's own.
+    loop = await LoopDelay.start(machine);
+    block(120);
+    const ours = await loop.stop();
+    assert.ok(ours.max >= 110, `histogram max ${ours.max}`);
+    assert.ok(ours.netMax >= 80, `net ${ours.netMax} ms (machine pause ${ours.machineMax} ms): our own block was not counted`);
+  } finally {
+    machine.stop();
   }
 });

@@ -1,0 +1,70 @@
+/**
+ * The event-loop delay over one row, two ways: Node's histogram (`monitorEventLoopDelay`: max and
+ * p99), and the longest delay net of the machine's pauses (machine-pauses.ts). For the second, a 1
+ * ms timer of our own notes when each late wake-up happened; the part of it during which a separate
+ * process could not run either is the machine's, the rest is this process's.
+ */
+import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
+import { covered, LATE_MS, monotonicMs, type MachinePauses, type Pause } from "./machine-pauses.js";
+
+export interface LoopFigures {
+  /** Node's histogram, ms. */
+  max: number;
+  p99: number;
+  /** The longest delay of the event loop less the machine's pauses during it, ms. */
+  netMax: number;
+  /** The longest machine pause during the row, ms (0: none over LATE_MS; undefined: no probe). */
+  machineMax: number | undefined;
+}
+
+export class LoopDelay {
+  readonly #histogram: IntervalHistogram;
+  readonly #timer: NodeJS.Timeout;
+  readonly #machine: MachinePauses | undefined;
+  readonly #from = monotonicMs();
+  /** Late wake-ups over LATE_MS, when they happened. */
+  readonly #late: Pause[] = [];
+  /** The latest wake-up not over LATE_MS. */
+  #smallMax = 0;
+
+  private constructor(machine: MachinePauses | undefined) {
+    this.#machine = machine;
+    this.#histogram = monitorEventLoopDelay({ resolution: 1 });
+    this.#histogram.enable();
+    let last = monotonicMs();
+    this.#timer = setInterval(() => {
+      const now = monotonicMs();
+      const late = now - last - 1;
+      if (late > LATE_MS) this.#late.push({ from: last + 1, to: now });
+      else if (late > this.#smallMax) this.#smallMax = late;
+      last = now;
+    }, 1);
+  }
+
+  /** Start watching; resolves once the timers run. */
+  static async start(machine: MachinePauses | undefined): Promise<LoopDelay> {
+    const watch = new LoopDelay(machine);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    return watch;
+  }
+
+  /**
+   * Stop, after one more turn of the event loop: if the work never yielded to it (synchronous work
+   * chained by microtasks), the timers fire only now, late by the whole row, and that is recorded.
+   */
+  async stop(): Promise<LoopFigures> {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    clearInterval(this.#timer);
+    this.#histogram.disable();
+    const to = monotonicMs();
+    const pauses = this.#machine ? await this.#machine.within(this.#from, to) : [];
+    let netMax = this.#smallMax;
+    for (const late of this.#late) netMax = Math.max(netMax, late.to - late.from - covered(late.from, late.to, pauses));
+    return {
+      max: this.#histogram.max / 1e6,
+      p99: this.#histogram.percentile(99) / 1e6,
+      netMax,
+      machineMax: this.#machine ? Math.max(0, ...pauses.map((p) => p.to - p.from)) : undefined,
+    };
+  }
+}
