@@ -31,14 +31,21 @@ export class LoopDelay {
     this.#machine = machine;
     this.#histogram = monitorEventLoopDelay({ resolution: 1 });
     this.#histogram.enable();
-    let last = monotonicMs();
+    // As Node's histogram, the first tick only sets the baseline: a delay before it is not counted.
+    let last: number | undefined;
     this.#timer = setInterval(() => {
       const now = monotonicMs();
+      if (last === undefined) return void (last = now);
       const late = now - last - 1;
       if (late > LATE_MS) this.#late.push({ from: last + 1, to: now });
       else if (late > this.#smallMax) this.#smallMax = late;
       last = now;
     }, 1);
+  }
+
+  /** Start watching now (in the middle of work: its timers run at the event loop's next turn). */
+  static begin(machine: MachinePauses | undefined): LoopDelay {
+    return new LoopDelay(machine);
   }
 
   /** Start watching; resolves once the timers run. */
