@@ -721,7 +721,7 @@ function markdown(result: { startedAt: string; quick: boolean; rowMs: number; li
     `${result.startedAt}; ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB, Node ${m.node}, ${m.platform}.`,
     `Token '${result.token.label}' (${result.token.manufacturer} ${result.token.model}, ${result.token.module}). ${result.rowMs} ms per row, after ${Math.round(result.rowMs / 4)} ms of the same work unmeasured; hsmkey ${result.library === "dist" ? "compiled (dist)" : "from its TypeScript sources (tsx)"}.`,
     "Reproduce: `npm run bench` (`-- --quick` for a smoke pass). Ratio: ops/s over the raw synchronous single-session PKCS#11 loop of the same workload.",
-    `Loop max net: the longest event-loop delay less the pauses of the whole machine during it; machine pause: the longest time a separate process, asleep between 1 ms timers, could not run (bench/machine-pauses.ts; ${LATE_MS} ms late or more).`,
+    `Loop max net: the longest event-loop delay less the pauses of the whole machine during it; machine pause: the longest time a separate process, asleep between 5 ms timers, could not run (bench/machine-pauses.ts; ${LATE_MS} ms late or more).`,
     "",
     "| group | workload | conc. | ops/s | p50 ms | p99 ms | loop max ms | loop p99 ms | loop max net ms | machine pause ms | x raw sync | errors |",
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
