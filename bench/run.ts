@@ -153,7 +153,10 @@ function errorText(error: unknown): string {
 
 /**
  * Run `op` from `concurrency` concurrent loops: `warmup` ms unmeasured, then `ms` measured (or, with
- * `count` and no warm-up, until `count` operations were started). Errors count in either phase.
+ * `count` and no warm-up, until `count` operations were started). What is measured is what
+ * completes from the end of the warm-up on, wherever it started: with a slow token at 64 callers an
+ * operation waits seconds, and counting only those started after the warm-up counted next to none.
+ * Errors count in either phase.
  */
 async function measureAsync(concurrency: number, ms: number, op: (worker: number) => Promise<unknown>, count?: number, warmup = warmupMs): Promise<Sample> {
   const latencies = new Latencies();
@@ -164,29 +167,35 @@ async function measureAsync(concurrency: number, ms: number, op: (worker: number
   let loop: LoopDelay | undefined;
   let from = Infinity;
   const begin = () => {
+    if (loop) return;
     loop = LoopDelay.begin(machine);
     from = performance.now();
   };
   const warmUntil = performance.now() + warmup;
   if (warmup <= 0) begin();
+  const timer = setTimeout(begin, warmup);
   const more = () => (count !== undefined ? started < count : performance.now() < from + ms);
   const caller = async (_: unknown, worker: number) => {
     while (more()) {
-      if (!loop && performance.now() >= warmUntil) begin();
+      if (performance.now() >= warmUntil) begin();
+      started++;
       const s = performance.now();
-      const measured = s >= from;
-      if (measured) started++;
+      let ok = true;
       try {
         await op(worker);
-        if (measured) ops++;
       } catch (error) {
+        ok = false;
         errors++;
         firstError ??= errorText(error);
       }
-      if (measured) latencies.push(performance.now() - s);
+      const e = performance.now();
+      if (e < from) continue;
+      if (ok) ops++;
+      latencies.push(e - s);
     }
   };
   await Promise.all(Array.from({ length: concurrency }, caller));
+  clearTimeout(timer);
   const seconds = (performance.now() - from) / 1000;
   return {
     ops, errors, seconds, latencies: latencies.sorted(), loop: await loop!.stop(),
