@@ -8,8 +8,12 @@ import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
 import { covered, LATE_MS, monotonicMs, type MachinePauses, type Pause } from "./machine-pauses.js";
 
 export interface LoopFigures {
-  /** Node's histogram, ms. */
+  /**
+   * The longest delay, ms: Node's histogram's, or our timer's where that is longer (Node's loses a
+   * delay that spans a reset, see restart()).
+   */
   max: number;
+  /** Node's histogram, ms. */
   p99: number;
   /** The longest delay of the event loop less the machine's pauses during it, ms. */
   netMax: number;
@@ -21,7 +25,7 @@ export class LoopDelay {
   readonly #histogram: IntervalHistogram;
   readonly #timer: NodeJS.Timeout;
   readonly #machine: MachinePauses | undefined;
-  readonly #from = monotonicMs();
+  #from = monotonicMs();
   /** Late wake-ups over LATE_MS, when they happened. */
   readonly #late: Pause[] = [];
   /** The latest wake-up not over LATE_MS. */
@@ -43,16 +47,24 @@ export class LoopDelay {
     }, 1);
   }
 
-  /** Start watching now (in the middle of work: its timers run at the event loop's next turn). */
-  static begin(machine: MachinePauses | undefined): LoopDelay {
-    return new LoopDelay(machine);
-  }
-
   /** Start watching; resolves once the timers run. */
   static async start(machine: MachinePauses | undefined): Promise<LoopDelay> {
     const watch = new LoopDelay(machine);
     await new Promise((resolve) => setTimeout(resolve, 5));
     return watch;
+  }
+
+  /**
+   * Forget what was seen so far, and go on watching (at the end of a warm-up). The timers keep
+   * running: started only now, in the middle of work that never yields (callers failing at once,
+   * retrying in microtasks), they would have no first tick before that work ends, and record nothing.
+   * Node's histogram forgets its last tick too when reset, so a delay under way is ours alone.
+   */
+  restart(): void {
+    this.#histogram.reset();
+    this.#late.length = 0;
+    this.#smallMax = 0;
+    this.#from = monotonicMs();
   }
 
   /**
@@ -66,9 +78,13 @@ export class LoopDelay {
     const to = monotonicMs();
     const pauses = this.#machine ? await this.#machine.within(this.#from, to) : [];
     let netMax = this.#smallMax;
-    for (const late of this.#late) netMax = Math.max(netMax, late.to - late.from - covered(late.from, late.to, pauses));
+    let ownMax = this.#smallMax;
+    for (const late of this.#late) {
+      ownMax = Math.max(ownMax, late.to - late.from);
+      netMax = Math.max(netMax, late.to - late.from - covered(late.from, late.to, pauses));
+    }
     return {
-      max: this.#histogram.max / 1e6,
+      max: Math.max(this.#histogram.max / 1e6, ownMax),
       p99: this.#histogram.percentile(99) / 1e6,
       netMax,
       machineMax: this.#machine ? Math.max(0, ...pauses.map((p) => p.to - p.from)) : undefined,

@@ -164,11 +164,11 @@ async function measureAsync(concurrency: number, ms: number, op: (worker: number
   let errors = 0;
   let firstError: string | undefined;
   let started = 0;
-  let loop: LoopDelay | undefined;
+  const loop = await LoopDelay.start(machine);
   let from = Infinity;
   const begin = () => {
-    if (loop) return;
-    loop = LoopDelay.begin(machine);
+    if (from !== Infinity) return;
+    loop.restart();
     from = performance.now();
   };
   const warmUntil = performance.now() + warmup;
@@ -198,7 +198,7 @@ async function measureAsync(concurrency: number, ms: number, op: (worker: number
   clearTimeout(timer);
   const seconds = (performance.now() - from) / 1000;
   return {
-    ops, errors, seconds, latencies: latencies.sorted(), loop: await loop!.stop(),
+    ops, errors, seconds, latencies: latencies.sorted(), loop: await loop.stop(),
     ...(firstError ? { firstError } : {}),
   };
 }

@@ -126,3 +126,21 @@ test("the event-loop delay net of machine pauses: a block while the probe is als
     machine.stop();
   }
 });
+
+test("a delay that began before the warm-up ended is still recorded after restart(), even in work that never yields", async () => {
+  const loop = await LoopDelay.start(undefined);
+  // Callers that fail at once and retry in microtasks: the event loop does not turn for 120 ms.
+  const start = performance.now();
+  let restarted = false;
+  while (performance.now() < start + 120) {
+    await Promise.resolve();
+    if (!restarted && performance.now() >= start + 20) {
+      loop.restart();
+      restarted = true;
+    }
+  }
+  const figures = await loop.stop();
+  assert.ok(figures.max >= 100, `histogram max ${figures.max} ms for a 120 ms block`);
+  assert.ok(figures.netMax >= 100, `net max ${figures.netMax} ms for a 120 ms block`);
+  assert.equal(figures.machineMax, undefined);
+});
