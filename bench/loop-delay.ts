@@ -28,7 +28,7 @@ export class LoopDelay {
   #from = monotonicMs();
   /** Late wake-ups over LATE_MS, when they happened. */
   readonly #late: Pause[] = [];
-  /** The latest wake-up not over LATE_MS. */
+  /** The longest delay not over LATE_MS (those are not kept one by one). */
   #smallMax = 0;
 
   private constructor(machine: MachinePauses | undefined) {

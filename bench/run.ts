@@ -209,28 +209,26 @@ async function measureSync(ms: number, op: () => void): Promise<Sample> {
   let ops = 0;
   let errors = 0;
   let firstError: string | undefined;
-  const warmUntil = performance.now() + warmupMs;
-  while (performance.now() < warmUntil) {
+  /** One operation; whether it succeeded (a failure is counted, in either phase). */
+  const once = (): boolean => {
     try {
       op();
+      return true;
     } catch (error) {
       errors++;
       firstError ??= errorText(error);
+      return false;
     }
-  }
+  };
+  const warmUntil = performance.now() + warmupMs;
+  while (performance.now() < warmUntil) once();
   // Its timers must run before the loop blocks them, or the block goes unrecorded.
   const loop = await LoopDelay.start(machine);
   const t0 = performance.now();
   const end = t0 + ms;
   while (performance.now() < end) {
     const s = performance.now();
-    try {
-      op();
-      ops++;
-    } catch (error) {
-      errors++;
-      firstError ??= errorText(error);
-    }
+    if (once()) ops++;
     latencies.push(performance.now() - s);
   }
   const seconds = (performance.now() - t0) / 1000;
