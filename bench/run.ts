@@ -39,6 +39,7 @@ import type { Hsm, HsmKey, HsmOptions, PoolStats, ThreadStats } from "../src/ind
 import { CKA, CKD_NULL, CKK, CKM, CKO, PARAMS } from "../src/pkcs11/constants.js";
 import { LoopDelay, type LoopFigures } from "./loop-delay.js";
 import { LATE_MS, MachinePauses } from "./machine-pauses.js";
+import { versus, type Versus } from "./versus.js";
 
 type Group = "hsmkey" | "raw-sync" | "raw-async" | "raw-threads" | "nwp11" | "native" | "soak";
 
@@ -401,6 +402,7 @@ async function main(): Promise<void> {
     },
     token: { label: hsm.info.label, manufacturer: hsm.info.manufacturer, model: hsm.info.model, module: hsm.info.module, embedded: hsm.info.embedded },
     rows,
+    versusNwp11: versus(rows),
   };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, "latest.json"), `${JSON.stringify(result, null, 2)}\n`);
@@ -720,7 +722,7 @@ async function soak(hsm: Hsm, keys: Keys): Promise<void> {
   console.log(`soak: RSS ${s.rssBeforeMb} -> ${s.rssAfterMb} MB; sessions ${JSON.stringify(before.sessions)} -> ${JSON.stringify(after.sessions)}; token threads ${JSON.stringify(before.threads)} -> ${JSON.stringify(after.threads)}; objects ${JSON.stringify(before.objects)} -> ${JSON.stringify(after.objects)}`);
 }
 
-function markdown(result: { startedAt: string; quick: boolean; rowMs: number; library: string; machine: Record<string, unknown>; token: Record<string, unknown>; rows: Row[] }): string {
+function markdown(result: { startedAt: string; quick: boolean; rowMs: number; library: string; machine: Record<string, unknown>; token: Record<string, unknown>; rows: Row[]; versusNwp11: Versus[] }): string {
   const m = result.machine;
   const lines = [
     `# hsmkey benchmark (${result.quick ? "quick pass: not a measurement" : "full run"})`,
@@ -746,6 +748,18 @@ function markdown(result: { startedAt: string; quick: boolean; rowMs: number; li
   if (soakRow?.soak) {
     const s = soakRow.soak;
     lines.push("", `Soak (${soakRow.workload}): RSS ${s.rssBeforeMb} → ${s.rssAfterMb} MB (${s.rssGrowthMb >= 0 ? "+" : ""}${s.rssGrowthMb} MB); sessions ${JSON.stringify(s.before.sessions)} → ${JSON.stringify(s.after.sessions)}; token threads ${JSON.stringify(s.before.threads)} → ${JSON.stringify(s.after.threads)}; objects ${JSON.stringify(s.before.objects)} → ${JSON.stringify(s.after.objects)}.`);
+  }
+  if (result.versusNwp11.length) {
+    lines.push(
+      "",
+      "Against node-webcrypto-p11, at the highest concurrency both ran. raw-threads ÷ nwp11: what one bare synchronous loop per core gets from the token, over nwp11; where the token signs in parallel (RSA on SoftHSM), no library on this machine gets more.",
+      "",
+      "| workload | conc. | hsmkey ops/s | nwp11 ops/s (errors) | hsmkey ÷ nwp11 | raw-threads ÷ nwp11 |",
+      "|---|---:|---:|---:|---:|---:|",
+    );
+    for (const v of result.versusNwp11) {
+      lines.push(`| ${v.workload} | ${v.concurrency} | ${v.hsmkey.toFixed(0)} | ${v.nwp11.toFixed(0)} (${v.nwp11Errors}) | ${v.ratio} | ${v.rawThreads ?? "—"} |`);
+    }
   }
   return `${lines.join("\n")}\n`;
 }

@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import type { Row } from "../bench/run.js"; // type only: importing it does not run the bench
 import { LoopDelay } from "../bench/loop-delay.js";
 import { covered, MachinePauses } from "../bench/machine-pauses.js";
+import { versus, type Versus } from "../bench/versus.js";
 
 const SIGN = ["RS256", "PS256", "ES256", "EdDSA", "HS256"];
 const JWE = ["JWE RSA-OAEP+A256GCM", "JWE ECDH-ES+A256KW+A256GCM"];
@@ -82,10 +83,37 @@ test("npm run bench -- --quick writes every row, with work done and no error on 
 
     const md = readFileSync(join(out, "latest.md"), "utf8");
     assert.match(md, /^# hsmkey benchmark \(quick pass/);
-    assert.equal(md.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| group")).length, rows.length);
+    const table = md.slice(md.indexOf("| group")).split("\n\n")[0]!.split("\n").slice(2);
+    assert.equal(table.length, rows.length);
+    const json = JSON.parse(readFileSync(join(out, "latest.json"), "utf8")) as { versusNwp11: Versus[] };
+    assert.deepEqual(json.versusNwp11, versus(rows));
+    assert.ok(json.versusNwp11.some((v) => v.workload === "JWT RS256" && v.concurrency === 64), "no RS256 line against nwp11");
+    for (const v of json.versusNwp11) assert.ok(md.includes(`| ${v.workload} | ${v.concurrency} | ${v.hsmkey.toFixed(0)} |`), `${v.workload} missing from latest.md`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** A measured row with only what versus() reads. */
+function row(group: Row["group"], workload: string, concurrency: number, opsPerSec: number, errors = 0): Row {
+  return {
+    group, workload, concurrency, opsPerSec, errors, ops: opsPerSec, seconds: 1, p50Ms: 0, p99Ms: 0,
+    loopDelayMaxMs: 0, loopDelayP99Ms: 0, loopDelayNetMaxMs: 0, machinePauseMaxMs: 0, ratioToRawSync: null,
+  };
+}
+
+test("versus(): hsmkey over nwp11 at the highest concurrency both ran, beside raw-threads over nwp11", () => {
+  const rows = [
+    row("raw-threads", "JWT RS256", 2, 3170),
+    row("hsmkey", "JWT RS256", 8, 2900), row("nwp11", "JWT RS256", 8, 1029, 6130),
+    row("hsmkey", "JWT RS256", 64, 3061), row("nwp11", "JWT RS256", 64, 1089, 7006),
+    row("hsmkey", "JWT HS256", 64, 38234), row("nwp11", "JWT HS256", 64, 11504, 1455),
+    row("hsmkey", "JWT EdDSA", 64, 7606), { ...row("nwp11", "JWT EdDSA", 64, 0), unsupported: "Unrecognized name" },
+  ];
+  assert.deepEqual(versus(rows), [
+    { workload: "JWT RS256", concurrency: 64, hsmkey: 3061, nwp11: 1089, nwp11Errors: 7006, ratio: 2.81, rawThreads: 2.91 },
+    { workload: "JWT HS256", concurrency: 64, hsmkey: 38234, nwp11: 11504, nwp11Errors: 1455, ratio: 3.32, rawThreads: null },
+  ]);
 });
 
 test("covered(): the part of a span the pauses cover, overlapping pauses counted once", () => {
