@@ -36,12 +36,13 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), "hsmkey-package-"));
   pkgDir = join(dir, "hsmkey");
   mkdirSync(pkgDir);
-  for (const name of ["package.json", "README.md", "bin"]) cpSync(join(root, name), join(pkgDir, name), { recursive: true });
+  for (const name of ["package.json", "README.md", "LICENSE", "bin"]) cpSync(join(root, name), join(pkgDir, name), { recursive: true });
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   await run(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", join(pkgDir, "dist")]);
   symlinkSync(join(root, "node_modules"), join(pkgDir, "node_modules"));
 
-  const npmCli = join(dirname(process.execPath), "..", "lib", "node_modules", "npm", "bin", "npm-cli.js");
+  // npm's own script when the tests run under `npm test`; else where Node's installers put it.
+  const npmCli = process.env.npm_execpath ?? join(dirname(process.execPath), "..", "lib", "node_modules", "npm", "bin", "npm-cli.js");
   const { stdout } = await run(process.execPath, [npmCli, "pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: pkgDir });
   const [packed] = JSON.parse(stdout) as { files: { path: string }[] }[];
   shipped = new Set(packed!.files.map((f) => f.path));
@@ -73,6 +74,7 @@ test("what ships: the exports, the bin and every file they import, and nothing o
     }
   }
   for (const path of Object.values(pkg.bin)) assert.ok(shipped.has(normalize(path)), `bin ${path} does not ship`);
+  for (const path of ["package.json", "README.md", "LICENSE"]) assert.ok(shipped.has(path), `${path} does not ship`);
   assert.ok(code.size > 50, `only ${code.size} code files ship`);
   for (const [path, text] of code) {
     for (const spec of specifiers(text).filter((s) => s.startsWith("."))) {
