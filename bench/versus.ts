@@ -22,26 +22,26 @@ export interface Versus {
 const measured = (r: Row): boolean => !r.unsupported && r.opsPerSec > 0;
 
 export function versus(rows: readonly Row[]): Versus[] {
-  const out: Versus[] = [];
-  for (const theirs of rows.filter((r) => r.group === "nwp11" && measured(r))) {
-    const ours = rows.find((r) => r.group === "hsmkey" && r.workload === theirs.workload && r.concurrency === theirs.concurrency && measured(r));
-    if (!ours) continue;
-    const previous = out.findIndex((v) => v.workload === theirs.workload);
-    if (previous >= 0 && out[previous]!.concurrency >= theirs.concurrency) continue;
+  const ours = (theirs: Row) => rows.find((r) => r.group === "hsmkey" && r.workload === theirs.workload && r.concurrency === theirs.concurrency && measured(r));
+  // Per workload, nwp11's row at the highest concurrency that hsmkey also ran, in row order.
+  const highest = new Map<string, Row>();
+  for (const theirs of rows) {
+    if (theirs.group !== "nwp11" || !measured(theirs) || !ours(theirs)) continue;
+    if ((highest.get(theirs.workload)?.concurrency ?? -1) < theirs.concurrency) highest.set(theirs.workload, theirs);
+  }
+  return [...highest.values()].map((theirs) => {
+    const mine = ours(theirs)!;
     const bare = rows.find((r) => r.group === "raw-threads" && r.workload === theirs.workload && measured(r));
-    const line: Versus = {
+    return {
       workload: theirs.workload,
       concurrency: theirs.concurrency,
-      hsmkey: ours.opsPerSec,
+      hsmkey: mine.opsPerSec,
       nwp11: theirs.opsPerSec,
       nwp11Errors: theirs.errors,
-      ratio: round2(ours.opsPerSec / theirs.opsPerSec),
+      ratio: round2(mine.opsPerSec / theirs.opsPerSec),
       rawThreads: bare ? round2(bare.opsPerSec / theirs.opsPerSec) : null,
     };
-    if (previous >= 0) out[previous] = line;
-    else out.push(line);
-  }
-  return out;
+  });
 }
 
 const round2 = (x: number): number => Math.round(x * 100) / 100;

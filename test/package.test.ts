@@ -21,6 +21,7 @@ const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
   dependencies: Record<string, string>;
 };
 const run = promisify(execFile);
+const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
 
 let dir: string;
 /** The package's folder: package.json, README, bin/ and a fresh build in dist/, as `npm pack` sees it. */
@@ -37,7 +38,6 @@ before(async () => {
   pkgDir = join(dir, "hsmkey");
   mkdirSync(pkgDir);
   for (const name of ["package.json", "README.md", "LICENSE", "bin"]) cpSync(join(root, name), join(pkgDir, name), { recursive: true });
-  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   await run(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json"), "--outDir", join(pkgDir, "dist")]);
   symlinkSync(join(root, "node_modules"), join(pkgDir, "node_modules"));
 
@@ -170,7 +170,6 @@ export { privateKey, kid, csr, wrong, HsmError };
       files: ["use.mts"],
     }),
   );
-  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
   const result = await run(process.execPath, [tsc, "-p", consumer]).catch((error: { stdout: string }) => ({ stdout: error.stdout, failed: true }));
   assert.equal("failed" in result, false, result.stdout);
 });
